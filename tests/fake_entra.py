@@ -1,0 +1,784 @@
+"""A local fake of Microsoft Entra ID for the test suite.
+
+Auth is never switched off in tests. Instead this module plays the part of the identity provider: it serves the
+tenant's OpenID discovery document and signing keys over real HTTPS on 127.0.0.1 (certificate from a throwaway
+trustme CA) and mints real RS256-signed Entra-shaped access tokens. The product under test therefore runs its
+production code path end to end: discovery, JWKS download over verified TLS, signature and claim checks.
+
+All instances in a process share one throwaway CA. The product trusts it only through the standard environment
+variables (``REQUESTS_CA_BUNDLE`` for requests, ``SSL_CERT_FILE`` for the ssl module / urllib / httpx), which
+``conftest.py`` points at ``ca_bundle``.
+
+Fault injection (503, connection reset, slow answers, a gate that holds key fetches in flight) and fetch
+counters let tests prove caching, single-flight refresh and "keep the last good keys" behaviour.
+
+Nothing here is secure and nothing here should ever be imported by product code.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import trustme
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+__all__ = [
+    "AZURE_CLI_CLIENT_ID",
+    "VSCODE_CLIENT_ID",
+    "FailMode",
+    "FakeEntra",
+    "b64url",
+    "foreign_private_key",
+    "rsa_key",
+]
+
+# Well-known first-party public client IDs (see NOTES.md §3): VS Code and the Azure CLI.
+VSCODE_CLIENT_ID = "aebc6443-996d-45c2-90f0-388ff96faa56"
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+FailMode = Literal["503", "reset", "slow"]
+
+# Deterministic object IDs: tests can compute the expected `oid` for a user name without asking the fake.
+_OID_NAMESPACE = uuid.UUID("6f0d4a52-3c55-4d0e-9a43-6c1f3f3b7a10")
+
+# A stuck client or a forgotten hold() must never hang the suite: every socket operation and every gate wait
+# is bounded.
+_SOCKET_TIMEOUT_SECONDS = 10.0
+_DEFAULT_HOLD_TIMEOUT_SECONDS = 30.0
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JOSE wants it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_uint(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+
+
+def _json_segment(obj: Mapping[str, Any]) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Keys. RSA-2048 generation costs tens of milliseconds each, and a suite may create many FakeEntra instances and
+# rotate often, so keys come from a process-wide pool: instances start from pool[0] and rotate() takes the next
+# pool entry that instance has not used yet. Two instances therefore share key material (and kids); tests that
+# need a key no instance trusts use foreign_private_key().
+# --------------------------------------------------------------------------------------------------------------
+_key_pool: list[rsa.RSAPrivateKey] = []
+_key_pool_lock = threading.Lock()
+_foreign_key: rsa.RSAPrivateKey | None = None
+_ca: trustme.CA | None = None
+
+
+def rsa_key(index: int) -> rsa.RSAPrivateKey:
+    """The pool key at ``index`` (generated on first use, then reused for the whole process)."""
+    with _key_pool_lock:
+        while len(_key_pool) <= index:
+            _key_pool.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        return _key_pool[index]
+
+
+def foreign_private_key() -> rsa.RSAPrivateKey:
+    """An RSA key that no FakeEntra ever publishes: sign with it to forge tokens."""
+    global _foreign_key
+    with _key_pool_lock:
+        if _foreign_key is None:
+            _foreign_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return _foreign_key
+
+
+def _shared_ca() -> trustme.CA:
+    # One throwaway CA per process: the CA bundle the session puts in REQUESTS_CA_BUNDLE / SSL_CERT_FILE then also
+    # trusts any extra FakeEntra a test starts, so product code reaches it through the same env-based trust.
+    global _ca
+    with _key_pool_lock:
+        if _ca is None:
+            _ca = trustme.CA(organization_name="FakeEntra throwaway test CA")
+        return _ca
+
+
+def _public_numbers(key: rsa.RSAPrivateKey) -> rsa.RSAPublicNumbers:
+    return key.public_key().public_numbers()
+
+
+def _kid_for(key: rsa.RSAPrivateKey) -> str:
+    # RFC 7638 JWK thumbprint: stable for a key, so the same pool key has the same kid in every instance.
+    numbers = _public_numbers(key)
+    canonical = json.dumps(
+        {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)}, separators=(",", ":")
+    )
+    return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+class _Key:
+    """One signing key of the fake tenant, and whether its public half is currently published."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, *, published: bool = True) -> None:
+        self.private_key = private_key
+        self.kid = _kid_for(private_key)
+        self.published = published
+
+    def jwk(self, issuer: str) -> dict[str, Any]:
+        numbers = _public_numbers(self.private_key)
+        # Shape of a real Entra v2 key entry. Entra's x5t is the certificate thumbprint and equals the kid; we publish
+        # no certificate (x5c), which validators that use n/e (PyJWT, MSAL) never need.
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x5t": self.kid,
+            "n": _b64url_uint(numbers.n),
+            "e": _b64url_uint(numbers.e),
+            "issuer": issuer,
+        }
+
+    def public_pem(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HTTPS server
+# --------------------------------------------------------------------------------------------------------------
+class _TLSServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that does the TLS handshake in the per-connection thread.
+
+    Wrapping the listening socket instead would run every handshake inside accept() on the single serving thread,
+    so one silent client (or one that rejects our certificate) would stall all others.
+    """
+
+    daemon_threads = True  # never keep the interpreter alive for a stuck connection
+    block_on_close = False
+
+    def __init__(self, fake: FakeEntra, ssl_context: ssl.SSLContext) -> None:
+        self.fake = fake
+        self.ssl_context = ssl_context
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(_SOCKET_TIMEOUT_SECONDS)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # failed handshake, e.g. a client that does not trust the throwaway CA: nothing to serve
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-answer (timeouts, cancelled fetches) are normal in fault tests; stay quiet for
+        # those but keep tracebacks for real bugs in the fake.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        socketserver.BaseServer.handle_error(self, request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _TLSServer
+    timeout = _SOCKET_TIMEOUT_SECONDS  # StreamRequestHandler applies it to the connection: reads never hang
+    server_version = "FakeEntra/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: pytest output is for test results
+
+    def do_GET(self) -> None:
+        self.server.fake._handle_get(self)
+
+    def do_POST(self) -> None:
+        # Drain the body so the client is not cut off mid-upload, then say the endpoint is not implemented here.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(min(length, 1 << 20))
+        self.server.fake._handle_post(self)
+
+    def send_json(self, status: int, body: Any, *, cache: bool = False) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        # Entra lets clients cache discovery and keys for a day; mirror it so header-aware caches behave as in prod.
+        self.send_header("Cache-Control", "max-age=86400, private" if cache else "no-store, no-cache")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def abort_connection(self) -> None:
+        """Close without answering, with an RST (SO_LINGER 0) so the client sees a reset, not a clean EOF."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The fake identity provider
+# --------------------------------------------------------------------------------------------------------------
+class FakeEntra:
+    """A fake Entra ID tenant over HTTPS on 127.0.0.1, with a token minter and fault injection.
+
+    Use as a context manager (or call start()/stop()). All public state changes are thread-safe: the server answers
+    from its own threads while tests reconfigure it.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str | None = None,
+        api_client_id: str | None = None,
+        allowed_client_id: str = VSCODE_CLIENT_ID,
+    ) -> None:
+        self.tenant_id = tenant_id or str(uuid.uuid4())
+        self.api_client_id = api_client_id or str(uuid.uuid4())  # the protected API's app ID = expected `aud`
+        self.allowed_client_id = allowed_client_id  # the client app that asks for tokens (`azp`)
+        self.app_id_uri = f"api://{self.api_client_id}"
+
+        # Condition (not a bare Lock) so wait_for_fetches() can sleep until the server counts a request.
+        self._cond = threading.Condition()
+        self._keys: list[_Key] = [_Key(rsa_key(0))]
+        self._next_pool_index = 1
+        self._signing_kid = self._keys[0].kid
+        self._jwks_fetches = 0
+        self._discovery_fetches = 0
+        self._fail_mode: FailMode | None = None
+        self._delay_seconds = 0.0
+        self._gate = threading.Event()
+        self._gate.set()  # open: fetches pass straight through until hold()
+        self._hold_discovery = False
+        self.hold_timeout = _DEFAULT_HOLD_TIMEOUT_SECONDS
+        # Served verbatim instead of the real documents when set (dict/list -> JSON, bytes -> raw body), for tests of
+        # malformed or surprising provider answers.
+        self.jwks_override: Any = None
+        self.discovery_override: Any = None
+
+        self._server: _TLSServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self.ca_bundle = ""
+        self.port = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> FakeEntra:
+        if self._server is not None:
+            return self
+        ca = _shared_ca()
+        server_cert = ca.issue_cert("127.0.0.1", "localhost")
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="fake-entra-")
+        bundle = Path(self._tmpdir.name) / "fake-entra-ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        self.ca_bundle = str(bundle)
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        server_cert.configure_cert(context)
+
+        self._server = _TLSServer(self, context)
+        self.port = self._server.server_address[1]
+        # A short poll interval keeps stop() fast; serving threads are daemons so nothing outlives the test run.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-entra", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._gate.set()  # let any held request finish instead of waiting out hold_timeout
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self) -> FakeEntra:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- addresses --------------------------------------------------------------------------------------------
+    @property
+    def authority(self) -> str:
+        """The authority host, i.e. what AZURE_AUTHORITY_HOST is set to (no trailing slash)."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/v2.0"
+
+    @property
+    def issuer_v1(self) -> str:
+        # v1 tokens always name sts.windows.net, whatever host issued them.
+        return f"https://sts.windows.net/{self.tenant_id}/"
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/v2.0/.well-known/openid-configuration"
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/discovery/v2.0/keys"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/oauth2/v2.0/token"
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client SSLContext trusting only the throwaway CA (e.g. for PyJWKClient(ssl_context=...))."""
+        return ssl.create_default_context(cafile=self.ca_bundle)
+
+    # ---- keys -------------------------------------------------------------------------------------------------
+    @property
+    def signing_kid(self) -> str:
+        with self._cond:
+            return self._signing_kid
+
+    @property
+    def published_kids(self) -> list[str]:
+        with self._cond:
+            return [k.kid for k in self._keys if k.published]
+
+    def rotate(self) -> str:
+        """Add a new key, publish it and sign with it from now on; the old keys stay published. Returns its kid."""
+        with self._cond:
+            key = _Key(rsa_key(self._next_pool_index))
+            self._next_pool_index += 1
+            self._keys.append(key)
+            self._signing_kid = key.kid
+            return key.kid
+
+    def retire(self, kid: str) -> None:
+        """Stop publishing a key. It can still sign (mint(key=kid), or as signing key) to test revoked-key tokens."""
+        self.publish(kid, False)
+
+    def publish(self, kid: str, published: bool = True) -> None:
+        with self._cond:
+            self._key(kid).published = published
+
+    def public_key_pem(self, kid: str | None = None) -> bytes:
+        """PEM of a key's public half (default: the signing key); the classic HS256 key-confusion secret."""
+        with self._cond:
+            return self._key(kid or self._signing_kid).public_pem()
+
+    def jwks(self) -> dict[str, Any]:
+        """The key set as currently published."""
+        with self._cond:
+            return {"keys": [k.jwk(self.issuer) for k in self._keys if k.published]}
+
+    def _key(self, kid: str) -> _Key:
+        for key in self._keys:
+            if key.kid == kid:
+                return key
+        raise KeyError(f"no key with kid {kid!r} in this FakeEntra")
+
+    # ---- fault injection and counters ---------------------------------------------------------------------------
+    @property
+    def jwks_fetches(self) -> int:
+        with self._cond:
+            return self._jwks_fetches
+
+    @property
+    def discovery_fetches(self) -> int:
+        with self._cond:
+            return self._discovery_fetches
+
+    @property
+    def fail_mode(self) -> FailMode | None:
+        with self._cond:
+            return self._fail_mode
+
+    @fail_mode.setter
+    def fail_mode(self, mode: FailMode | None) -> None:
+        if mode not in (None, "503", "reset", "slow"):
+            raise ValueError(f"unknown fail_mode {mode!r}")
+        with self._cond:
+            self._fail_mode = mode
+
+    @property
+    def delay_seconds(self) -> float:
+        with self._cond:
+            return self._delay_seconds
+
+    @delay_seconds.setter
+    def delay_seconds(self, seconds: float) -> None:
+        with self._cond:
+            self._delay_seconds = float(seconds)
+
+    def reset_counters(self) -> None:
+        with self._cond:
+            self._jwks_fetches = 0
+            self._discovery_fetches = 0
+
+    def hold(self, *, discovery: bool = False) -> None:
+        """Block key fetches (and discovery fetches too if ``discovery``) in flight until release().
+
+        Requests are counted when they arrive, before they wait, so a test can wait_for_fetches(1) and then check
+        that concurrent callers did not start a second fetch (single-flight). Fault modes are applied after the gate,
+        so a test may hold, set fail_mode, and release to make the in-flight fetch fail.
+        """
+        with self._cond:
+            self._hold_discovery = discovery
+            self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def wait_for_fetches(self, jwks: int = 0, discovery: int = 0, *, timeout: float = 5.0) -> bool:
+        """Wait until at least this many key/discovery requests have arrived; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._jwks_fetches >= jwks and self._discovery_fetches >= discovery, timeout=timeout
+            )
+
+    def reset(self, *, keys: bool = True) -> None:
+        """Back to a clean state: no faults, no hold, no overrides, zero counters, and (``keys``) the initial key."""
+        with self._cond:
+            self._fail_mode = None
+            self._delay_seconds = 0.0
+            self._hold_discovery = False
+            self.hold_timeout = _DEFAULT_HOLD_TIMEOUT_SECONDS
+            self.jwks_override = None
+            self.discovery_override = None
+            self._jwks_fetches = 0
+            self._discovery_fetches = 0
+            if keys:
+                self._keys = [_Key(rsa_key(0))]
+                self._next_pool_index = 1
+                self._signing_kid = self._keys[0].kid
+        self._gate.set()
+
+    # ---- HTTP routes ------------------------------------------------------------------------------------------
+    def discovery_document(self) -> dict[str, Any]:
+        tenant_base = f"{self.authority}/{self.tenant_id}"
+        # The subset of Entra's v2 openid-configuration a resource server or client library looks at. Like the real
+        # one it has no code_challenge_methods_supported.
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_uri,
+            "authorization_endpoint": f"{tenant_base}/oauth2/v2.0/authorize",
+            "token_endpoint": self.token_endpoint,
+            "device_authorization_endpoint": f"{tenant_base}/oauth2/v2.0/devicecode",
+            "end_session_endpoint": f"{tenant_base}/oauth2/v2.0/logout",
+            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "claims_supported": [
+                "sub",
+                "iss",
+                "cloud_instance_name",
+                "cloud_instance_host_name",
+                "cloud_graph_host_name",
+                "msgraph_host",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "acr",
+                "nonce",
+                "preferred_username",
+                "name",
+                "tid",
+                "ver",
+                "at_hash",
+                "c_hash",
+                "email",
+            ],
+            "request_uri_parameter_supported": False,
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        }
+
+    def _handle_get(self, handler: _Handler) -> None:
+        path = handler.path.split("?", 1)[0]
+        parts = path.strip("/").split("/")
+        if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            endpoint = "discovery"
+        elif len(parts) == 4 and parts[1:] == ["discovery", "v2.0", "keys"]:
+            endpoint = "keys"
+        else:
+            handler.send_json(404, {"error": "not_found", "error_description": "FakeEntra: no such endpoint"})
+            return
+        tenant = parts[0]
+        if tenant != self.tenant_id:
+            # Real Entra answers an unknown tenant with 400 and AADSTS90002. We also refuse common/organizations,
+            # which the product must never use for validation. Such requests are not counted.
+            handler.send_json(400, _tenant_not_found(tenant))
+            return
+
+        with self._cond:
+            if endpoint == "keys":
+                self._jwks_fetches += 1
+            else:
+                self._discovery_fetches += 1
+            held = endpoint == "keys" or self._hold_discovery
+            hold_timeout = self.hold_timeout
+            self._cond.notify_all()
+        if held:
+            self._gate.wait(timeout=hold_timeout)
+
+        # Read fault settings after the gate so a held fetch sees changes made while it waited.
+        with self._cond:
+            mode, delay = self._fail_mode, self._delay_seconds
+            override = self.jwks_override if endpoint == "keys" else self.discovery_override
+        if mode == "503":
+            handler.send_json(
+                503,
+                {
+                    "error": "temporarily_unavailable",
+                    "error_description": "FakeEntra: injected 503 (fail_mode='503')",
+                    "error_codes": [90033],
+                },
+            )
+            return
+        if mode == "reset":
+            handler.abort_connection()
+            return
+        if mode == "slow":
+            time.sleep(delay)
+
+        if override is not None:
+            body = override
+        elif endpoint == "keys":
+            body = self.jwks()
+        else:
+            body = self.discovery_document()
+        handler.send_json(200, body, cache=True)
+
+    def _handle_post(self, handler: _Handler) -> None:
+        # The token endpoint (OBO, client credentials) is not implemented yet; answer like Entra would for a grant it
+        # cannot serve rather than hanging or 404-ing with HTML.
+        handler.send_json(
+            400,
+            {
+                "error": "unsupported_grant_type",
+                "error_description": "FakeEntra: the token endpoint is not implemented",
+                "error_codes": [70003],
+            },
+        )
+
+    # ---- token minting ----------------------------------------------------------------------------------------
+    @staticmethod
+    def user_oid(user: str) -> str:
+        """The deterministic object ID (`oid`) minted for a user name."""
+        return str(uuid.uuid5(_OID_NAMESPACE, f"user:{user}"))
+
+    @staticmethod
+    def service_principal_oid(client_id: str) -> str:
+        """The deterministic `oid` minted for a client app's service principal in app-only tokens."""
+        return str(uuid.uuid5(_OID_NAMESPACE, f"sp:{client_id}"))
+
+    def pairwise_sub(self, user: str) -> str:
+        # Entra's `sub` is pairwise (per user and per API) and opaque, unlike `oid`.
+        return b64url(hashlib.sha256(f"{self.api_client_id}:{user}".encode()).digest())[:43]
+
+    def mint(
+        self,
+        *,
+        claims: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        headers: Mapping[str, Any] | None = None,
+        key: str | rsa.RSAPrivateKey | None = None,
+        alg: str = "RS256",
+        hs_secret: bytes | None = None,
+        expires_in: int = 3600,
+        not_before_offset: int = 0,
+        client_id: str | None = None,
+        scopes: str | Iterable[str] | None = "user_impersonation",
+        user: str = "alice",
+        now: int | None = None,
+    ) -> str:
+        """A v2 delegated (user) access token for this API, valid by default.
+
+        ``claims`` overrides or adds claims, ``remove`` deletes them; ``headers`` overrides the JOSE header (a None
+        value removes that header). ``scopes=None`` omits `scp`. See sign() for ``key``, ``alg`` and ``hs_secret``.
+        """
+        issued_at = int(time.time()) if now is None else now
+        payload: dict[str, Any] = {
+            "aud": self.api_client_id,
+            "iss": self.issuer,
+            "iat": issued_at,
+            "nbf": issued_at + not_before_offset,
+            "exp": issued_at + expires_in,
+            "aio": b64url(uuid.uuid4().bytes),
+            "azp": client_id or self.allowed_client_id,
+            "azpacr": "0",  # public client, as VS Code is
+            "name": f"{user.capitalize()} Example",
+            "oid": self.user_oid(user),
+            "preferred_username": f"{user}@contoso.example",
+            "rh": b64url(uuid.uuid4().bytes),
+            "scp": _scope_string(scopes),
+            "sid": str(uuid.uuid4()),
+            "sub": self.pairwise_sub(user),
+            "tid": self.tenant_id,
+            "uti": b64url(uuid.uuid4().bytes)[:22],
+            "ver": "2.0",
+        }
+        if payload["scp"] is None:
+            del payload["scp"]
+        return self.sign(_apply(payload, claims, remove), headers=headers, key=key, alg=alg, hs_secret=hs_secret)
+
+    def mint_app_only(
+        self,
+        roles: Iterable[str] = ("Tools.Invoke",),
+        *,
+        client_id: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> str:
+        """A v2 app-only (client credentials) token: `idtyp` "app", app roles in `roles`, no `scp`, no user claims."""
+        client = client_id or self.allowed_client_id
+        sp_oid = self.service_principal_oid(client)
+        app_claims: dict[str, Any] = {
+            "azp": client,
+            "azpacr": "1",  # confidential client (secret); "2" would be a certificate
+            "idtyp": "app",
+            "oid": sp_oid,
+            "sub": sp_oid,  # for app-only tokens sub == oid of the service principal
+            "roles": list(roles),
+        }
+        app_claims.update(claims or {})
+        removed = {"scp", "name", "preferred_username", "sid", *remove}
+        return self.mint(claims=app_claims, remove=removed, scopes=None, client_id=client, **kwargs)
+
+    def mint_v1(
+        self,
+        *,
+        client_id: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        user: str = "alice",
+        **kwargs: Any,
+    ) -> str:
+        """A v1 delegated token (what Entra issues when the API does not ask for v2): the product must reject it."""
+        client = client_id or self.allowed_client_id
+        v1_claims: dict[str, Any] = {
+            "iss": self.issuer_v1,
+            "aud": self.app_id_uri,
+            "ver": "1.0",
+            "appid": client,
+            "appidacr": "0",
+            "upn": f"{user}@contoso.example",
+            "unique_name": f"{user}@contoso.example",
+        }
+        v1_claims.update(claims or {})
+        removed = {"azp", "azpacr", "preferred_username", *remove}
+        return self.mint(claims=v1_claims, remove=removed, user=user, client_id=client, **kwargs)
+
+    def sign(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        headers: Mapping[str, Any] | None = None,
+        key: str | rsa.RSAPrivateKey | None = None,
+        alg: str = "RS256",
+        hs_secret: bytes | None = None,
+    ) -> str:
+        """Encode and sign an arbitrary payload. Built by hand, not with PyJWT, because PyJWT rightly refuses to
+        make some of the hostile tokens tests need (alg "none", HMAC keyed with an RSA public key).
+
+        ``key``: a kid of this instance's keys (published or retired) or a foreign RSA private key; default the
+        current signing key. The header `kid` is the signing kid unless overridden, so a foreign key by default
+        forges a token that claims a trusted kid. ``alg``: RS256/384/512, PS256/384/512, HS256/384/512 (secret
+        ``hs_secret``, default the signing key's public PEM: the key-confusion attack) or "none" (empty signature).
+        """
+        with self._cond:
+            if key is None or isinstance(key, str):
+                signing = self._key(key or self._signing_kid)
+                private_key, kid = signing.private_key, signing.kid
+                default_secret = signing.public_pem()
+            else:
+                private_key, kid = key, self._signing_kid
+                default_secret = self._key(self._signing_kid).public_pem()
+
+        header: dict[str, Any] = {"typ": "JWT", "alg": alg, "kid": kid}
+        for name, value in (headers or {}).items():
+            if value is None:
+                header.pop(name, None)
+            else:
+                header[name] = value
+
+        signing_input = f"{_json_segment(header)}.{_json_segment(payload)}"
+        signature = _signature(signing_input.encode("ascii"), alg, private_key, hs_secret or default_secret)
+        return f"{signing_input}.{b64url(signature)}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------------
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+def _signature(signing_input: bytes, alg: str, private_key: rsa.RSAPrivateKey, hs_secret: bytes) -> bytes:
+    if alg.lower() == "none":
+        return b""
+    family, bits = alg[:2].upper(), alg[2:]
+    if bits not in _HASHES:
+        raise ValueError(f"unsupported alg {alg!r}")
+    if family == "RS":
+        return private_key.sign(signing_input, padding.PKCS1v15(), _HASHES[bits]())
+    if family == "PS":
+        digest = _HASHES[bits]()
+        return private_key.sign(signing_input, padding.PSS(padding.MGF1(digest), digest.digest_size), digest)
+    if family == "HS":
+        return hmac.new(hs_secret, signing_input, f"sha{bits}").digest()
+    raise ValueError(f"unsupported alg {alg!r}")
+
+
+def _scope_string(scopes: str | Iterable[str] | None) -> str | None:
+    if scopes is None or isinstance(scopes, str):
+        return scopes
+    return " ".join(scopes)
+
+
+def _apply(payload: dict[str, Any], claims: Mapping[str, Any] | None, remove: Iterable[str]) -> dict[str, Any]:
+    payload.update(claims or {})
+    for name in remove:
+        payload.pop(name, None)
+    return payload
+
+
+def _tenant_not_found(tenant: str) -> dict[str, Any]:
+    return {
+        "error": "invalid_tenant",
+        "error_description": (
+            f"AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
+            "signing into the correct cloud."
+        ),
+        "error_codes": [90002],
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "trace_id": str(uuid.uuid4()),
+        "correlation_id": str(uuid.uuid4()),
+        "error_uri": "https://login.microsoftonline.com/error?code=90002",
+    }
