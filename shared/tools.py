@@ -1,0 +1,589 @@
+"""The tool registry: turns plain, type-hinted Python functions into MCP tools.
+
+A forker writes::
+
+    tools = ToolRegistry()
+
+    @tools.tool
+    def add(a: int, b: int) -> int:
+        \"\"\"Add two numbers.\"\"\"
+        return a + b
+
+and the registry derives the MCP tool definition (name, description, JSON Schema of the parameters and,
+for TypedDict/dataclass results, of the output) once, at import time, so that mistakes surface when the app
+starts rather than when a model first calls the tool. ``call`` authorises, validates, converts, invokes and
+shapes the result as an MCP ``CallToolResult``.
+
+This module knows nothing about HTTP, Entra or JSON-RPC framing: the caller arrives as anything shaped like
+``Caller`` and downstream tokens come from anything shaped like ``DownstreamAuth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import dataclasses
+import enum
+import inspect
+import json
+import logging
+import re
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, overload
+
+from .schema import Converter, add_default, converter_for, schema_for, validate
+
+__all__ = [
+    "Caller",
+    "DownstreamAuth",
+    "InsufficientScopeError",
+    "RequestInfo",
+    "Tool",
+    "ToolAnnotations",
+    "ToolContext",
+    "ToolError",
+    "ToolRegistry",
+    "ToolResult",
+    "UnknownToolError",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_LOG = logging.getLogger("mcp.tools")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# RFC 6749 scope-token characters: these end up inside a WWW-Authenticate header, so no spaces or quotes.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_SECTION = re.compile(r"(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Other Parameters):")
+_ARG_LINE = re.compile(r"\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)")
+NO_DOWNSTREAM_MESSAGE = (
+    "This server has no on-behalf-of credential configured, so this tool cannot call other APIs on your behalf."
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a tool sees
+
+
+class Caller(Protocol):
+    """The verified caller. ``shared.tokens.Principal`` satisfies this structurally."""
+
+    @property
+    def claims(self) -> Mapping[str, Any]: ...
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Delegated scopes, short names (``"user_impersonation"``); empty for app-only tokens."""
+        ...
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """App roles granted to the caller."""
+        ...
+
+
+class DownstreamAuth(Protocol):
+    """Issues tokens for downstream APIs (on-behalf-of). Tools never see the caller's own token."""
+
+    def get_token(self, *scopes: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the client told us about itself; the mappings may be empty."""
+
+    protocol_version: str
+    client_info: Mapping[str, Any] = field(default_factory=dict)
+    client_capabilities: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolContext:
+    """Injected into any tool parameter annotated ``ToolContext``; never part of the input schema."""
+
+    caller: Caller
+    request: RequestInfo
+    downstream: DownstreamAuth | None = None
+    log: logging.Logger = _LOG
+
+    def downstream_token(self, *scopes: str) -> str:
+        """A token for a downstream API, e.g. ``ctx.downstream_token("https://graph.microsoft.com/User.Read")``.
+
+        Raises ToolError (shown to the model) when the server has no on-behalf-of credential.
+        """
+        if self.downstream is None:
+            raise ToolError(NO_DOWNSTREAM_MESSAGE)
+        return self.downstream.get_token(*scopes)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a tool returns or raises
+
+
+@dataclass(frozen=True)
+class ToolAnnotations:
+    """MCP behaviour hints for clients. They are hints, not guarantees, and never enforced here."""
+
+    title: str | None = None
+    read_only_hint: bool | None = None
+    destructive_hint: bool | None = None
+    idempotent_hint: bool | None = None
+    open_world_hint: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        names = {
+            "title": self.title,
+            "readOnlyHint": self.read_only_hint,
+            "destructiveHint": self.destructive_hint,
+            "idempotentHint": self.idempotent_hint,
+            "openWorldHint": self.open_world_hint,
+        }
+        return {key: value for key, value in names.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """Escape hatch: return this to control the MCP content blocks exactly (images, resources, ...)."""
+
+    content: list[dict[str, Any]]
+    structured_content: dict[str, Any] | None = None
+    is_error: bool = False
+
+
+class ToolError(Exception):
+    """Raise this from a tool to report a failure to the model; the message is shown to it verbatim.
+
+    Anything else a tool raises is logged with its traceback and reported only as an internal error.
+    """
+
+
+class UnknownToolError(LookupError):
+    """No tool has this name (the protocol engine answers JSON-RPC -32602)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown tool: {name[:128]}")
+        self.name = name
+
+
+class InsufficientScopeError(Exception):
+    """The caller lacks scopes or app roles the tool needs (the pipeline answers HTTP 403 insufficient_scope).
+
+    ``scopes`` and ``roles`` hold what is *missing*. Raised by ``ToolRegistry.call`` before arguments are
+    looked at; a tool body may also raise it when it decides at run time that it needs more (step-up), and
+    it then propagates out of ``call`` unchanged.
+    """
+
+    def __init__(self, scopes: Iterable[str] = (), roles: Iterable[str] = (), message: str | None = None) -> None:
+        self.scopes = tuple(scopes)
+        self.roles = tuple(roles)
+        if message is None:
+            parts = []
+            if self.scopes:
+                parts.append(f"missing scope(s): {' '.join(self.scopes)}")
+            if self.roles:
+                parts.append(f"missing app role(s): {' '.join(self.roles)}")
+            message = "Insufficient scope: " + ("; ".join(parts) or "more permissions are required")
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One registered tool. Everything here is computed once, at registration; treat it as read-only."""
+
+    name: str
+    description: str
+    func: Callable[..., Any]
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None = None
+    title: str | None = None
+    annotations: ToolAnnotations | None = None
+    scopes: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    structured_output: bool = True
+    definition: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Parameter name -> converter (None when the JSON value passes through unchanged).
+    converters: Mapping[str, Converter | None] = field(default_factory=dict, repr=False)
+    context_params: tuple[str, ...] = field(default=(), repr=False)
+
+
+class ToolRegistry:
+    """An ordered collection of tools, filled with the ``@registry.tool`` decorator."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._definitions: list[dict[str, Any]] | None = None
+
+    @overload
+    def tool(self, func: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        scopes: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        structured_output: bool | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        scopes: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        structured_output: bool | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register a function as a tool; use as ``@tools.tool`` or ``@tools.tool(...)``.
+
+        Args:
+            name: Tool name shown to the model; defaults to the function name.
+            title: Human-friendly display name.
+            description: Defaults to the docstring (up to its "Args:" section). Required one way or the other.
+            annotations: Behaviour hints (read-only, destructive, ...) for clients.
+            scopes: Delegated scopes (short names) the caller must all hold, on top of the server-wide ones.
+            roles: App roles the caller must all hold.
+            structured_output: None derives it from the return annotation (TypedDict/dataclass -> yes); True
+                forces an outputSchema for a dict-like annotation; False never emits structured content.
+
+        The function is returned unchanged, so it stays a plain, unit-testable function.
+        """
+
+        def register(f: F) -> F:
+            tool = _build_tool(
+                f,
+                name=name,
+                title=title,
+                description=description,
+                annotations=annotations,
+                scopes=scopes,
+                roles=roles,
+                structured_output=structured_output,
+            )
+            if tool.name in self._tools:
+                raise ValueError(f"A tool named {tool.name!r} is already registered")
+            self._tools[tool.name] = tool
+            self._definitions = None
+            return f
+
+        return register if func is None else register(func)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        """MCP Tool objects in registration order. Cached: callers must not mutate the result."""
+        if self._definitions is None:
+            self._definitions = [tool.definition for tool in self._tools.values()]
+        return self._definitions
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def call(self, name: str, arguments: Mapping[str, Any] | None, ctx: ToolContext) -> dict[str, Any]:
+        """Run a tool and return an MCP CallToolResult dict.
+
+        Raises UnknownToolError for an unknown name and InsufficientScopeError when the caller lacks the
+        tool's scopes/roles (checked before the arguments) or the tool raises it itself. Every other failure
+        (bad arguments, ToolError, unexpected exceptions, results not matching the output schema) becomes a
+        result with ``isError: true``; unexpected exceptions are logged and never described to the caller.
+        """
+        tool = self._tools.get(name)
+        if tool is None:
+            raise UnknownToolError(name)
+        _authorize(tool, ctx.caller)
+
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, Mapping):
+            return _error(f"Invalid arguments for tool '{name}': arguments must be an object")
+        problems = validate(arguments, tool.input_schema, root="arguments")
+        if problems:
+            return _error(f"Invalid arguments for tool '{name}': {'; '.join(problems)}")
+
+        try:
+            converters = tool.converters
+            kwargs = {key: (conv(value) if (conv := converters[key]) else value) for key, value in arguments.items()}
+            kwargs.update((param, ctx) for param in tool.context_params)
+            value = tool.func(**kwargs)
+            if inspect.isawaitable(value):
+                value = _run_awaitable(value)
+            return _to_result(tool, value, ctx.log)
+        except ToolError as exc:
+            return _error(str(exc) or f"Tool '{name}' failed.")
+        except InsufficientScopeError:
+            raise  # Run-time step-up: the pipeline turns it into a 403 challenge.
+        except _OutputMismatch:
+            return _error(f"Tool '{name}' failed with an internal error.")  # already logged, without a traceback
+        except Exception:
+            ctx.log.exception("Tool %r raised an unexpected exception", name)
+            return _error(f"Tool '{name}' failed with an internal error.")
+
+
+def _authorize(tool: Tool, caller: Caller) -> None:
+    missing_scopes = [s for s in tool.scopes if s not in caller.scopes] if tool.scopes else []
+    missing_roles = [r for r in tool.roles if r not in caller.roles] if tool.roles else []
+    if missing_scopes or missing_roles:
+        raise InsufficientScopeError(missing_scopes, missing_roles)
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}
+
+
+def _run_awaitable(awaitable: Any) -> Any:
+    async def run() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # A loop already runs in this thread (an async host) and cannot be re-entered: give the coroutine its
+    # own loop in a worker thread, keeping context variables (logging/tracing correlation) intact.
+    context = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp-tool") as pool:
+        return pool.submit(context.run, asyncio.run, run()).result()
+
+
+def _to_result(tool: Tool, value: Any, log: logging.Logger) -> dict[str, Any]:
+    if isinstance(value, ToolResult):
+        result: dict[str, Any] = {"content": list(value.content)}
+        if value.structured_content is not None:
+            result["structuredContent"] = value.structured_content
+        if value.is_error:
+            result["isError"] = True
+            return result
+        if tool.output_schema is not None:
+            _check_output(tool, value.structured_content, log)
+        return result
+
+    if isinstance(value, str) and tool.output_schema is None:
+        return {"content": [{"type": "text", "text": value}]}
+    if value is None and tool.output_schema is None:
+        return {"content": []}
+
+    text = json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False)
+    structured = json.loads(text) if tool.structured_output and _is_record(value) else None
+    if tool.output_schema is not None:
+        _check_output(tool, structured, log)
+    result = {"content": [{"type": "text", "text": text}]}
+    if structured is not None:
+        result["structuredContent"] = structured
+    return result
+
+
+class _OutputMismatch(Exception):
+    """A result that breaks the tool's own output schema: a bug in the tool, reported as an internal error."""
+
+
+def _check_output(tool: Tool, structured: Any, log: logging.Logger) -> None:
+    assert tool.output_schema is not None
+    if structured is None:
+        problems = ["result: expected an object (the tool declares an output schema)"]
+    else:
+        problems = validate(structured, tool.output_schema, root="result")
+    if problems:
+        log.error("Tool %r returned a result that does not match its output schema: %s", tool.name, "; ".join(problems))
+        raise _OutputMismatch(tool.name)
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+def _jsonable(value: Any) -> Any:
+    """Dataclasses, enums, tuples and sets -> plain JSON values; json.dumps rejects anything else."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _build_tool(
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    title: str | None,
+    description: str | None,
+    annotations: ToolAnnotations | None,
+    scopes: Iterable[str],
+    roles: Iterable[str],
+    structured_output: bool | None,
+) -> Tool:
+    if not callable(func):
+        raise TypeError(f"@tool needs a function, got {type(func).__name__}")
+    name = name if name is not None else getattr(func, "__name__", "")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"Invalid tool name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . -")
+    where = f"Tool {name!r}"
+    summary, arg_docs = _parse_docstring(func.__doc__)
+    description = inspect.cleandoc(description) if description else summary
+    if not description:
+        raise ValueError(f"{where} has no description: write a docstring (the model reads it to choose tools)")
+    if annotations is not None and not isinstance(annotations, ToolAnnotations):
+        raise TypeError(f"{where}: annotations must be a ToolAnnotations")
+
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception as exc:  # unresolved forward references and the like
+        raise TypeError(f"{where}: cannot resolve its type annotations: {exc}") from None
+
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    converters: dict[str, Converter | None] = {}
+    context_params: list[str] = []
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{where}: *args and **kwargs are not supported; declare each parameter")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{where}: positional-only parameter {param.name!r} is not supported")
+        if param.name not in hints:
+            raise TypeError(f"{where}: parameter {param.name!r} needs a type annotation")
+        hint = hints[param.name]
+        if hint is ToolContext:
+            context_params.append(param.name)
+            continue
+        try:
+            prop = schema_for(hint)
+            converters[param.name] = converter_for(hint)
+        except TypeError as exc:
+            raise TypeError(f"{where}: parameter {param.name!r} has an unsupported type {hint!r}: {exc}") from None
+        if "description" not in prop and param.name in arg_docs:
+            prop["description"] = arg_docs[param.name]
+        if param.default is param.empty:
+            required.append(param.name)
+        else:
+            add_default(prop, param.default)
+        properties[param.name] = prop
+
+    input_schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        input_schema["required"] = required
+    input_schema["additionalProperties"] = False
+
+    output_schema = _output_schema(where, hints.get("return", inspect.Signature.empty), structured_output)
+    tool_scopes = _tokens(where, "scopes", scopes)
+    tool_roles = _tokens(where, "roles", roles)
+
+    definition: dict[str, Any] = {"name": name}
+    if title:
+        definition["title"] = title
+    definition["description"] = description
+    definition["inputSchema"] = input_schema
+    if output_schema is not None:
+        definition["outputSchema"] = output_schema
+    if annotations is not None and annotations.to_json():
+        definition["annotations"] = annotations.to_json()
+
+    return Tool(
+        name=name,
+        description=description,
+        func=func,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        title=title,
+        annotations=annotations,
+        scopes=tool_scopes,
+        roles=tool_roles,
+        structured_output=structured_output is not False,
+        definition=definition,
+        converters=converters,
+        context_params=tuple(context_params),
+    )
+
+
+def _output_schema(where: str, hint: Any, structured_output: bool | None) -> dict[str, Any] | None:
+    if structured_output is False or hint is inspect.Signature.empty:
+        if structured_output:
+            raise TypeError(f"{where}: structured_output=True needs a return annotation")
+        return None
+    bare = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+    if bare is ToolResult:
+        if structured_output:
+            raise TypeError(f"{where}: a ToolResult carries its own structured_content; drop structured_output=True")
+        return None  # The escape hatch describes itself; it is not the shape of the output.
+    is_record = isinstance(bare, type) and (dataclasses.is_dataclass(bare) or hasattr(bare, "__required_keys__"))
+    if not is_record and not structured_output:
+        return None
+    try:
+        schema = schema_for(hint)
+    except TypeError as exc:
+        raise TypeError(f"{where}: unsupported return type {hint!r}: {exc}") from None
+    if schema.get("type") != "object":
+        raise TypeError(
+            f"{where}: structured_output=True needs a TypedDict, dataclass or dict[str, ...] return type, not {hint!r}"
+        )
+    return schema
+
+
+def _tokens(where: str, kind: str, values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, str):  # scopes="Mail.Read" means one scope, not eight characters
+        values = [values]
+    result: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not _SCOPE_TOKEN.fullmatch(value):
+            raise ValueError(f"{where}: invalid entry {value!r} in {kind} (no spaces or quotes)")
+        if value not in result:
+            result.append(value)
+    return tuple(result)
+
+
+def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Split a docstring into the description (everything before "Args:") and Google-style parameter docs."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    for index, line in enumerate(lines):
+        if _SECTION.fullmatch(line.strip()) and not line.startswith((" ", "\t")):
+            return "\n".join(lines[:index]).strip(), _parse_args(lines[index + 1 :])
+    return "\n".join(lines).strip(), {}
+
+
+def _parse_args(lines: list[str]) -> dict[str, str]:
+    docs: dict[str, list[str]] = {}
+    entry_indent: int | None = None
+    current: list[str] | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            break  # The next section ("Returns:", ...) starts.
+        if entry_indent is None:
+            entry_indent = indent
+        match = _ARG_LINE.fullmatch(line.strip())
+        if indent <= entry_indent and match:
+            current = docs.setdefault(match.group(1), [])
+            if match.group(2):
+                current.append(match.group(2).strip())
+        elif current is not None:
+            current.append(line.strip())
+    return {name: " ".join(parts) for name, parts in docs.items() if parts}

@@ -1,0 +1,36 @@
+"""Your MCP tools live here.
+
+To add a tool: write a function, decorate it with ``@tools.tool``, type-hint every parameter and the
+return value, and give it a docstring - the model reads the docstring (and an ``Args:`` section) to
+decide when and how to call it. Add a ``ctx: ToolContext`` parameter to see who is calling.
+Raise ``ToolError("...")`` to tell the model what went wrong.
+"""
+
+from typing import TypedDict
+
+from shared.tools import ToolAnnotations, ToolContext, ToolRegistry
+
+tools = ToolRegistry()
+
+
+class Identity(TypedDict):
+    name: str
+    preferred_username: str
+    oid: str
+    tid: str
+    scopes: list[str]
+    client_app_id: str
+
+
+@tools.tool(annotations=ToolAnnotations(title="Who am I", read_only_hint=True, open_world_hint=False))
+def whoami(ctx: ToolContext) -> Identity:
+    """Return the signed-in caller's identity as verified from the access token."""
+    claims = ctx.caller.claims
+    return Identity(
+        name=claims.get("name", ""),
+        preferred_username=claims.get("preferred_username", ""),
+        oid=claims.get("oid", ""),
+        tid=claims.get("tid", ""),
+        scopes=sorted(ctx.caller.scopes),
+        client_app_id=claims.get("azp") or claims.get("appid", ""),
+    )
