@@ -1,0 +1,250 @@
+"""Application settings: read once at start-up, validated, then immutable.
+
+Every setting name used anywhere in the project (code, ``local.settings.sample.json``,
+Bicep app settings, README) is declared in :data:`SETTING_NAMES`, so a drift check can
+compare the vocabularies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_REQUIRED_SCOPES = ("user_impersonation",)
+DEFAULT_GRAPH_API_BASE_URL = "https://graph.microsoft.com/v1.0"
+
+REQUIRED_SETTINGS = ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS")
+OPTIONAL_SETTINGS = (
+    "ENTRA_APP_ID_URI",
+    "MCP_REQUIRED_SCOPES",
+    "MCP_PUBLIC_BASE_URL",
+    "MCP_ALLOWED_ORIGINS",
+    "AZURE_AUTHORITY_HOST",
+    "OBO_MANAGED_IDENTITY_CLIENT_ID",
+    "OBO_CLIENT_CERTIFICATE_PATH",
+    "OBO_CLIENT_CERTIFICATE_PASSWORD",
+    "OBO_CLIENT_SECRET",
+    "GRAPH_API_BASE_URL",
+)
+SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
+
+# Entra tenant names like "common" or "organizations" would accept tokens from any
+# tenant, so only a concrete tenant GUID is allowed.
+_SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or malformed.
+
+    ``problems`` maps each offending setting name to what is wrong with it, so the
+    start-up error names every setting that needs fixing at once.
+    """
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        lines = [f"  {name}: {why}" for name, why in self.problems.items()]
+        super().__init__("Invalid application settings:\n" + "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class OboCredentialSettings:
+    """How this server proves itself to Entra for on-behalf-of (at most one mode is set)."""
+
+    managed_identity_client_id: str | None = None
+    certificate_path: str | None = None
+    certificate_password: str | None = None
+    client_secret: str | None = None
+
+    @property
+    def mode(self) -> str | None:
+        if self.managed_identity_client_id:
+            return "managed_identity"
+        if self.certificate_path:
+            return "certificate"
+        if self.client_secret:
+            return "client_secret"
+        return None
+
+    def __repr__(self) -> str:
+        # Never let a secret reach a log line through repr().
+        return f"OboCredentialSettings(mode={self.mode!r})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str
+    client_id: str
+    allowed_client_ids: frozenset[str]
+    app_id_uri: str
+    required_scopes: tuple[str, ...]
+    public_base_url: str | None
+    allowed_origins: frozenset[str]
+    authority_host: str
+    website_hostname: str | None = None
+    obo: OboCredentialSettings = OboCredentialSettings()
+    graph_api_base_url: str = DEFAULT_GRAPH_API_BASE_URL
+
+    @property
+    def issuer(self) -> str:
+        """The v2 issuer Entra writes into this tenant's access tokens."""
+        return f"{self.authority_host}/{self.tenant_id}/v2.0"
+
+    @property
+    def authorization_server(self) -> str:
+        return self.issuer
+
+    @property
+    def openid_configuration_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    @property
+    def full_scopes(self) -> tuple[str, ...]:
+        return tuple(self.full_scope(s) for s in self.required_scopes)
+
+    def full_scope(self, scope: str) -> str:
+        """Short scope name -> the name a client must request (short names resolve to Graph)."""
+        return f"{self.app_id_uri}/{scope}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise :class:`SettingsError` naming each bad one."""
+    env = os.environ if env is None else env
+    problems: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        return (env.get(name) or "").strip()
+
+    for name in REQUIRED_SETTINGS:
+        if not get(name):
+            problems[name] = "is required but not set"
+
+    tenant_id = _guid(get("ENTRA_TENANT_ID"), "ENTRA_TENANT_ID", problems)
+    client_id = _guid(get("ENTRA_CLIENT_ID"), "ENTRA_CLIENT_ID", problems)
+
+    allowed: set[str] = set()
+    for item in _split(get("ENTRA_ALLOWED_CLIENT_IDS")):
+        guid = _guid(item, "ENTRA_ALLOWED_CLIENT_IDS", problems)
+        if guid:
+            allowed.add(guid)
+
+    app_id_uri = get("ENTRA_APP_ID_URI") or (f"api://{client_id}" if client_id else "")
+    if get("ENTRA_APP_ID_URI"):
+        parts = urlsplit(app_id_uri)
+        if parts.scheme not in ("api", "https") or not parts.netloc or app_id_uri.endswith("/"):
+            problems["ENTRA_APP_ID_URI"] = (
+                "must be an api:// or https:// Application ID URI without a trailing slash"
+            )
+        elif parts.query or parts.fragment:
+            problems["ENTRA_APP_ID_URI"] = "must not contain a query or fragment"
+
+    scopes = tuple(_split(get("MCP_REQUIRED_SCOPES"))) or DEFAULT_REQUIRED_SCOPES
+    bad_scopes = [s for s in scopes if not _SCOPE_RE.match(s) or "/" in s]
+    if bad_scopes:
+        problems["MCP_REQUIRED_SCOPES"] = (
+            f"must be short scope names such as user_impersonation (got {', '.join(bad_scopes)})"
+        )
+
+    public_base_url = None
+    if get("MCP_PUBLIC_BASE_URL"):
+        public_base_url = _origin(get("MCP_PUBLIC_BASE_URL"), "MCP_PUBLIC_BASE_URL", problems)
+
+    origins: set[str] = set()
+    for item in _split(get("MCP_ALLOWED_ORIGINS")):
+        origin = _origin(item, "MCP_ALLOWED_ORIGINS", problems, https_only=False)
+        if origin:
+            origins.add(origin)
+
+    authority = (get("AZURE_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST).rstrip("/")
+    parts = urlsplit(authority)
+    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+        problems["AZURE_AUTHORITY_HOST"] = "must be an https:// origin such as https://login.microsoftonline.com"
+
+    obo = OboCredentialSettings(
+        managed_identity_client_id=_optional_guid(get("OBO_MANAGED_IDENTITY_CLIENT_ID"),
+                                                  "OBO_MANAGED_IDENTITY_CLIENT_ID", problems),
+        certificate_path=get("OBO_CLIENT_CERTIFICATE_PATH") or None,
+        certificate_password=get("OBO_CLIENT_CERTIFICATE_PASSWORD") or None,
+        client_secret=get("OBO_CLIENT_SECRET") or None,
+    )
+    obo_modes = ("OBO_MANAGED_IDENTITY_CLIENT_ID", "OBO_CLIENT_CERTIFICATE_PATH", "OBO_CLIENT_SECRET")
+    modes = [n for n in obo_modes if get(n)]
+    if len(modes) > 1:
+        problems[modes[1]] = f"set only one on-behalf-of credential; {' and '.join(modes)} are all set"
+    if obo.certificate_path and not os.path.isfile(obo.certificate_path):
+        problems["OBO_CLIENT_CERTIFICATE_PATH"] = "names a file that does not exist"
+    if obo.certificate_password and not obo.certificate_path:
+        problems["OBO_CLIENT_CERTIFICATE_PASSWORD"] = "is set without OBO_CLIENT_CERTIFICATE_PATH"
+
+    graph = (get("GRAPH_API_BASE_URL") or DEFAULT_GRAPH_API_BASE_URL).rstrip("/")
+    if urlsplit(graph).scheme != "https":
+        problems["GRAPH_API_BASE_URL"] = "must be an https:// URL"
+
+    if problems:
+        raise SettingsError(problems)
+
+    return Settings(
+        tenant_id=tenant_id or "",
+        client_id=client_id or "",
+        allowed_client_ids=frozenset(allowed),
+        app_id_uri=app_id_uri,
+        required_scopes=scopes,
+        public_base_url=public_base_url,
+        allowed_origins=frozenset(origins),
+        authority_host=authority,
+        website_hostname=get("WEBSITE_HOSTNAME").lower() or None,
+        obo=obo,
+        graph_api_base_url=graph,
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback IP literals (with or without a port)."""
+    name = _strip_port(host).strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _split(value: str) -> list[str]:
+    return [item for item in re.split(r"[,\s]+", value) if item]
+
+
+def _guid(value: str, name: str, problems: dict[str, str]) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        problems.setdefault(name, f"must be a GUID (got {value[:60]!r})")
+        return None
+
+
+def _optional_guid(value: str, name: str, problems: dict[str, str]) -> str | None:
+    return _guid(value, name, problems) if value else None
+
+
+def _origin(value: str, name: str, problems: dict[str, str], *, https_only: bool = True) -> str | None:
+    parts = urlsplit(value.rstrip("/"))
+    ok = parts.scheme in ("https", "http") and bool(parts.hostname) and not parts.path and not parts.query
+    if ok and parts.scheme == "http" and (https_only and not is_loopback_host(parts.netloc)):
+        ok = False
+    if not ok:
+        need = "an https:// origin" if https_only else "an origin"
+        problems.setdefault(name, f"must be {need} like https://mcp.contoso.com, without a path (got {value[:80]!r})")
+        return None
+    return f"{parts.scheme}://{parts.netloc.lower()}"
