@@ -1,0 +1,36 @@
+"""Azure Functions entry point: an Entra-protected remote MCP server.
+
+Wiring only. Tools live in ``tools.py``; the work is done in the ``shared`` package.
+Settings are validated here, at start-up: a missing or malformed one stops the app with
+an error that names it.
+"""
+
+import azure.functions as func
+
+from shared.functions_http import serve
+from shared.pipeline import McpServer
+from tools import tools
+
+server = McpServer.from_environment(
+    tools,
+    name="entra-mcp-server",
+    instructions="Tools run as the signed-in user. Call whoami to see who that is.",
+)
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+# GET and DELETE are routed so the code can answer 405 (the host would answer 404).
+@app.route(route="mcp", methods=["POST", "GET", "DELETE", "OPTIONS"])
+def mcp(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_mcp, req)
+
+
+@app.route(route=".well-known/oauth-protected-resource/mcp", methods=["GET", "OPTIONS"])
+def protected_resource_metadata(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_metadata, req)
+
+
+@app.route(route=".well-known/oauth-protected-resource", methods=["GET", "OPTIONS"])
+def protected_resource_metadata_root(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(lambda request: server.handle_metadata(request, root=True), req)

@@ -1,0 +1,263 @@
+"""The request pipeline: host and origin checks, bearer authentication, then the engine.
+
+This is the one place that knows both sides: it turns token-validation refusals into
+RFC 6750 challenges that point at the Protected Resource Metadata, and hands the verified
+principal (never the raw token) to the protocol engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from . import prm
+from .jwks import JwksCache
+from .protocol import HttpResponse, McpEngine, error_body
+from .settings import Settings, is_loopback_host, load_settings
+from .tokens import KeysUnavailableError, Principal, Refusal, TokenError, TokenValidator
+from .tools import DownstreamAuth, InsufficientScopeError, ToolRegistry
+
+log = logging.getLogger("mcp.request")
+
+# RFC 6750 §2.1 b64token, one credential, nothing else on the line.
+_BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
+_JSON = "application/json"
+_CORS_EXPOSE = "WWW-Authenticate, Mcp-Protocol-Version"
+_CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID"
+
+DownstreamFactory = Callable[[str], DownstreamAuth]
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A transport-neutral HTTP request. Header names are lower-case."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    # Query parameters as the host parsed them; parsed from ``url`` when not given.
+    query: Mapping[str, str] | None = None
+
+    @property
+    def query_params(self) -> Mapping[str, str]:
+        if self.query is not None:
+            return self.query
+        return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+
+    @property
+    def host(self) -> str:
+        return (self.headers.get("host") or urlsplit(self.url).netloc).lower()
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme.lower() or "http"
+
+
+class McpServer:
+    """An Entra-protected MCP endpoint plus its Protected Resource Metadata."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tools: ToolRegistry,
+        *,
+        name: str = "entra-mcp-server",
+        version: str = "1.0.0",
+        instructions: str | None = None,
+        validator: TokenValidator | None = None,
+        downstream: DownstreamFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = McpEngine(tools, server_name=name, server_version=version, instructions=instructions)
+        self.validator = validator or TokenValidator(
+            tenant_id=settings.tenant_id,
+            audience=settings.client_id,
+            issuer=settings.issuer,
+            allowed_client_ids=settings.allowed_client_ids,
+            required_scopes=settings.required_scopes,
+            keys=JwksCache(settings.openid_configuration_url),
+        )
+        self._downstream = downstream
+        self._name = name
+        public = urlsplit(settings.public_base_url).netloc if settings.public_base_url else None
+        self._public_hosts = {h for h in (public, settings.website_hostname) if h}
+
+    @classmethod
+    def from_environment(cls, tools: ToolRegistry, **kwargs: Any) -> McpServer:
+        """Read and validate the settings now, at start-up (a bad setting stops the app)."""
+        settings = load_settings()
+        if downstream := kwargs.pop("downstream", None):
+            return cls(settings, tools, downstream=downstream, **kwargs)
+        if settings.obo.mode is not None:
+            # Imported here: azure-identity is loaded only by apps that use on-behalf-of.
+            from .obo import OnBehalfOfService
+
+            kwargs["downstream"] = OnBehalfOfService.from_settings(settings).for_assertion
+        return cls(settings, tools, **kwargs)
+
+    # -- MCP endpoint --------------------------------------------------------------
+
+    def handle_mcp(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        principal: Principal | None = None
+        response: HttpResponse
+        try:
+            response, principal = self._handle_mcp(request)
+        except Exception:
+            log.exception("Unhandled error while serving /mcp")
+            response = HttpResponse(500, {"Content-Type": _JSON}, error_body(-32603, "Internal error"))
+        self._log(request, response, principal, started)
+        return response
+
+    def _handle_mcp(self, request: HttpRequest) -> tuple[HttpResponse, Principal | None]:
+        base = self.public_base(request)
+        if base is None:
+            return _refuse(421, "Misdirected Request: unknown Host"), None
+        cors = self._cors_headers(request, base)
+        if cors is None:
+            return _refuse(403, "Forbidden: Origin not allowed"), None
+        if request.method.upper() == "OPTIONS":
+            return HttpResponse(204, {**cors, "Access-Control-Allow-Methods": "POST",
+                                      "Access-Control-Allow-Headers": _CORS_ALLOW_HEADERS,
+                                      "Access-Control-Max-Age": "600"}), None
+
+        outcome = self._authenticate(request, base)
+        if isinstance(outcome, HttpResponse):
+            return _with(outcome, cors), None
+        principal, token = outcome
+        downstream = self._downstream(token) if self._downstream else None
+        try:
+            response = self.engine.handle(request.method, request.headers, request.body,
+                                          caller=principal, downstream=downstream)
+        except InsufficientScopeError as exc:
+            response = self._tool_forbidden(base, exc)
+        return _with(response, cors), principal
+
+    def _authenticate(self, request: HttpRequest, base: str) -> HttpResponse | tuple[Principal, str]:
+        metadata = prm.metadata_url(base)
+        scopes = self.settings.full_scopes
+        if "access_token" in request.query_params:
+            return self._challenge(400, metadata, scopes, "invalid_request",
+                                   "access tokens are accepted only in the Authorization header")
+        header = request.headers.get("authorization")
+        if header is None or not header.lower().startswith("bearer"):
+            # No bearer credentials at all: a bare challenge starts the OAuth flow.
+            return self._challenge(401, metadata, scopes)
+        match = _BEARER.match(header)
+        if match is None:
+            return self._challenge(400, metadata, scopes, "invalid_request", "malformed Authorization header")
+        token = match.group(1)
+        try:
+            return self.validator.validate(token), token
+        except KeysUnavailableError:
+            log.error("Token signing keys are unavailable; refusing with 503")
+            return HttpResponse(503, {"Content-Type": _JSON, "Retry-After": "5"},
+                                _oauth_error("temporarily_unavailable", "signing keys are unavailable, retry shortly"))
+        except TokenError as exc:
+            log.warning("Token refused (%s): %s", exc.refusal.value, exc.detail)
+            if exc.refusal is Refusal.INVALID_TOKEN:
+                return self._challenge(401, metadata, scopes, "invalid_token", exc.description)
+            if exc.refusal is Refusal.INSUFFICIENT_SCOPE:
+                return self._challenge(403, metadata, scopes, "insufficient_scope", exc.description)
+            # A valid token from a client that is not allowed: a new sign-in cannot help,
+            # so no challenge that would send the client round an authentication loop.
+            return HttpResponse(403, {"Content-Type": _JSON}, _oauth_error("access_denied", exc.description))
+
+    def _tool_forbidden(self, base: str, exc: InsufficientScopeError) -> HttpResponse:
+        scopes = list(self.settings.full_scopes) + [self.settings.full_scope(s) for s in exc.scopes]
+        description = "this tool needs " + ", ".join(
+            [f"scope {s}" for s in exc.scopes] + [f"app role {r}" for r in exc.roles]
+        )
+        log.warning("Tool call refused: %s", description)
+        return self._challenge(403, prm.metadata_url(base), scopes, "insufficient_scope", description)
+
+    def _challenge(
+        self, status: int, metadata: str, scopes: Any, error: str | None = None, description: str | None = None
+    ) -> HttpResponse:
+        challenge = prm.bearer_challenge(resource_metadata=metadata, scopes=scopes, error=error,
+                                         error_description=description)
+        body = _oauth_error(error or "unauthorized", description or "a bearer token is required")
+        return HttpResponse(status, {"Content-Type": _JSON, "WWW-Authenticate": challenge}, body)
+
+    # -- Protected Resource Metadata -----------------------------------------------
+
+    def handle_metadata(self, request: HttpRequest, *, root: bool = False) -> HttpResponse:
+        base = self.public_base(request)
+        if base is None:
+            return _refuse(421, "Misdirected Request: unknown Host")
+        cors = {"Access-Control-Allow-Origin": "*"}
+        if request.method.upper() == "OPTIONS":
+            return HttpResponse(204, {**cors, "Access-Control-Allow-Methods": "GET", "Access-Control-Max-Age": "600"})
+        if request.method.upper() not in ("GET", "HEAD"):
+            return HttpResponse(405, {"Allow": "GET", "Content-Type": _JSON},
+                                _oauth_error("method_not_allowed", "use GET"))
+        document = prm.protected_resource_metadata(
+            # RFC 9728 §3.3: the resource is the URL the well-known path was derived from.
+            resource=base if root else prm.resource_url(base),
+            authorization_server=self.settings.authorization_server,
+            scopes=self.settings.full_scopes,
+            resource_name=self._name,
+        )
+        headers = {**cors, "Content-Type": _JSON, "Cache-Control": "public, max-age=3600"}
+        return HttpResponse(200, headers, json.dumps(document).encode())
+
+    # -- helpers -------------------------------------------------------------------
+
+    def public_base(self, request: HttpRequest) -> str | None:
+        """The public origin for this request, or None when its Host is not ours.
+
+        Refusing unknown hosts defeats DNS rebinding; loopback is always allowed so the
+        app works under ``func start`` and behind local tunnels that keep the Host.
+        """
+        host = request.host
+        bare = host[:-4] if host.endswith(":443") else host
+        if bare in self._public_hosts:
+            return self.settings.public_base_url or f"https://{self.settings.website_hostname}"
+        if is_loopback_host(host):
+            return f"{request.scheme}://{host}"
+        return None
+
+    def _cors_headers(self, request: HttpRequest, base: str) -> dict[str, str] | None:
+        origin = request.headers.get("origin")
+        if origin is None:
+            return {}
+        if origin.rstrip("/").lower() == base.lower() or origin.rstrip("/").lower() in self.settings.allowed_origins:
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": _CORS_EXPOSE,
+                    "Vary": "Origin"}
+        return None
+
+    def _log(self, request: HttpRequest, response: HttpResponse, principal: Principal | None, started: float) -> None:
+        rpc = response.rpc or {}
+        log.info(
+            "mcp request method=%s tool=%s oid=%s client=%s status=%d duration_ms=%.1f",
+            rpc.get("method", "-"), rpc.get("name", "-"),
+            principal.oid if principal else "-", principal.client_app_id if principal else "-",
+            response.status, (time.perf_counter() - started) * 1000,
+            extra={"custom_dimensions": {
+                "mcp.method": rpc.get("method"), "mcp.tool": rpc.get("name"),
+                "caller.oid": principal.oid if principal else None,
+                "caller.client_app": principal.client_app_id if principal else None,
+                "http.status": response.status,
+            }},
+        )
+
+
+def _with(response: HttpResponse, headers: Mapping[str, str]) -> HttpResponse:
+    if not headers:
+        return response
+    return HttpResponse(response.status, {**response.headers, **headers}, response.body, response.rpc)
+
+
+def _refuse(status: int, message: str) -> HttpResponse:
+    return HttpResponse(status, {"Content-Type": _JSON}, error_body(-32600, message))
+
+
+def _oauth_error(error: str, description: str) -> bytes:
+    return json.dumps({"error": error, "error_description": description}).encode()

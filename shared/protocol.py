@@ -1,0 +1,463 @@
+"""The MCP protocol engine: stateless Streamable HTTP with JSON responses.
+
+Works on plain values: an HTTP method, headers and body go in, an :class:`HttpResponse`
+comes out. It imports neither Azure Functions nor anything about Entra; the verified
+caller arrives as an opaque object that is handed to tools through their context.
+
+Two eras are served side by side on the same endpoint:
+
+* **2026-07-28** ("modern"): every request carries ``_meta`` with its protocol version
+  and client capabilities, mirrored in ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name``
+  headers that must agree with the body; no handshake; ``server/discover``; every result
+  has ``resultType``; list results carry ``ttlMs``/``cacheScope``.
+* **2025-11-25, 2025-06-18, 2025-03-26** ("legacy"): ``initialize`` negotiates a version,
+  but no state is kept, so any request may arrive first; no ``Mcp-Session-Id`` is minted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .tools import (
+    Caller,
+    DownstreamAuth,
+    InsufficientScopeError,
+    RequestInfo,
+    ToolContext,
+    ToolRegistry,
+    UnknownToolError,
+)
+
+log = logging.getLogger("mcp.protocol")
+
+MODERN_VERSION = "2026-07-28"
+MODERN_VERSIONS = (MODERN_VERSION,)
+LEGACY_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
+SUPPORTED_VERSIONS = MODERN_VERSIONS + LEGACY_VERSIONS
+# A legacy request without MCP-Protocol-Version predates the header (2025-03-26).
+DEFAULT_LEGACY_VERSION = "2025-03-26"
+LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
+
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_VERSION = -32022
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+LIST_TTL_MS = 5 * 60 * 1000
+# The tool list is the same for every user, but it sits behind authentication: keep
+# shared caches (gateways) from serving it to anyone who has not signed in.
+CACHE_SCOPE = "private"
+
+# Methods whose request names a target that the Mcp-Name header must mirror.
+_NAMED_TARGET = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    # What was asked (JSON-RPC method and tool/prompt/resource name), for the request log.
+    rpc: Mapping[str, str] | None = None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class RpcError(Exception):
+    """A JSON-RPC error, with the HTTP status the transport prescribes for it."""
+
+    def __init__(self, code: int, message: str, *, data: Any = None, status: int = 200) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.status = status
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+@dataclass(frozen=True)
+class Request:
+    """One JSON-RPC request as the handlers see it."""
+
+    method: str
+    params: Mapping[str, Any]
+    info: RequestInfo
+    caller: Caller
+    downstream: DownstreamAuth | None
+
+    @property
+    def modern(self) -> bool:
+        return self.info.protocol_version in MODERN_VERSIONS
+
+    def context(self) -> ToolContext:
+        return ToolContext(caller=self.caller, request=self.info, downstream=self.downstream)
+
+
+Handler = Callable[[Request], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    handler: Handler
+    modern: bool = True
+    legacy: bool = True
+    cacheable: bool = False
+
+
+class McpEngine:
+    def __init__(
+        self,
+        tools: ToolRegistry,
+        *,
+        server_name: str,
+        server_version: str,
+        instructions: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.tools = tools
+        self.server_info = {"name": server_name, "version": server_version}
+        self.instructions = instructions
+        self.max_body_bytes = max_body_bytes
+        self._routes: dict[str, _Route] = {
+            "initialize": _Route(self._initialize, modern=False),
+            "ping": _Route(lambda _req: {}, modern=False),
+            "server/discover": _Route(self._discover, legacy=False, cacheable=True),
+            "tools/list": _Route(self._tools_list, cacheable=True),
+            "tools/call": _Route(self._tools_call),
+        }
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        caller: Caller,
+        downstream: DownstreamAuth | None = None,
+    ) -> HttpResponse:
+        """Answer one HTTP request to the MCP endpoint.
+
+        ``headers`` keys may be in any case. Exceptions other than the tool registry's
+        ``InsufficientScopeError`` (which the caller turns into an HTTP 403) never escape.
+        """
+        h = {k.lower(): v for k, v in headers.items()}
+        if method.upper() != "POST":
+            return _error_response(
+                RpcError(INVALID_REQUEST, "Method not allowed: this MCP endpoint accepts POST only", status=405),
+                None,
+                extra_headers={"Allow": "POST"},
+            )
+        content_type = h.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            return _error_response(
+                RpcError(INVALID_REQUEST, "Unsupported Media Type: send Content-Type: application/json", status=415),
+                None,
+            )
+        if not _accepts_json(h.get("accept")):
+            return _error_response(
+                RpcError(INVALID_REQUEST, "Not Acceptable: this server answers with application/json", status=406),
+                None,
+            )
+        if len(body) > self.max_body_bytes:
+            return _error_response(
+                RpcError(INVALID_REQUEST, f"Request body larger than {self.max_body_bytes} bytes", status=413),
+                None,
+            )
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            return _error_response(RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON", status=400), None)
+
+        if isinstance(message, list):
+            return self._handle_batch(message, h, caller, downstream)
+        status, payload = self._handle_message(message, h, caller, downstream)
+        rpc = _describe(message)
+        if payload is None:
+            return HttpResponse(status=status, rpc=rpc)
+        return HttpResponse(status=status, headers=dict(JSON_HEADERS), body=_dumps(payload), rpc=rpc)
+
+    def _handle_batch(
+        self, messages: list[Any], h: Mapping[str, str], caller: Caller, downstream: DownstreamAuth | None
+    ) -> HttpResponse:
+        # JSON-RPC batches existed only in 2025-03-26 (the version assumed without a header).
+        version = h.get("mcp-protocol-version", DEFAULT_LEGACY_VERSION)
+        if version != "2025-03-26" or not messages:
+            return _error_response(
+                RpcError(INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported in this version",
+                         status=400),
+                None,
+            )
+        results = []
+        for message in messages[:100]:
+            _, payload = self._handle_message(message, h, caller, downstream, in_batch=True)
+            if payload is not None:
+                results.append(payload)
+        if not results:
+            return HttpResponse(status=202)
+        return HttpResponse(status=200, headers=dict(JSON_HEADERS), body=_dumps(results))
+
+    # -- JSON-RPC ------------------------------------------------------------------
+
+    def _handle_message(
+        self,
+        message: Any,
+        h: Mapping[str, str],
+        caller: Caller,
+        downstream: DownstreamAuth | None,
+        *,
+        in_batch: bool = False,
+    ) -> tuple[int, Any]:
+        """Return (HTTP status, JSON payload or None for an empty 202)."""
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            return _error(RpcError(INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 object", status=400),
+                          None)
+        has_id = "id" in message
+        request_id = message.get("id")
+        if "method" not in message:
+            if ("result" in message or "error" in message) and has_id:
+                # A response to a server-initiated request; this server sends none, so
+                # there is nothing to match it with. Accept and drop it (legacy rule).
+                return 202, None
+            return _error(RpcError(INVALID_REQUEST, "Invalid Request: no method", status=400), _safe_id(request_id))
+        if has_id and not _valid_id(request_id):
+            return _error(RpcError(INVALID_REQUEST, "Invalid Request: id must be a string or an integer",
+                                   status=400), None)
+        method = message["method"]
+        params = message.get("params", {})
+        if not isinstance(method, str) or not method:
+            return _error(RpcError(INVALID_REQUEST, "Invalid Request: method must be a string", status=400),
+                          request_id if has_id else None)
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            return _error(RpcError(INVALID_PARAMS, "Invalid params: params must be an object", status=400),
+                          request_id if has_id else None)
+
+        try:
+            info = self._request_info(method, params, h, in_batch=in_batch)
+        except RpcError as exc:
+            return _error(exc, request_id if has_id else None)
+
+        if not has_id:
+            # Notifications (notifications/initialized, cancelled, ...) need no state here.
+            return 202, None
+
+        route = self._routes.get(method)
+        modern = info.protocol_version in MODERN_VERSIONS
+        if route is None or (modern and not route.modern) or (not modern and not route.legacy):
+            return _error(
+                RpcError(METHOD_NOT_FOUND, f"Method not found: {method[:100]}", status=404 if modern else 200),
+                request_id,
+            )
+        request = Request(method=method, params=params, info=info, caller=caller, downstream=downstream)
+        try:
+            result = route.handler(request)
+        except RpcError as exc:
+            return _error(exc, request_id)
+        except InsufficientScopeError:
+            raise
+        except Exception:
+            log.exception("Unhandled error in %s", method)
+            return _error(RpcError(INTERNAL_ERROR, "Internal error"), request_id)
+        if modern:
+            result.setdefault("resultType", "complete")
+            meta = result.setdefault("_meta", {})
+            meta.setdefault(META_SERVER_INFO, self.server_info)
+            if route.cacheable and result["resultType"] == "complete":
+                result.setdefault("ttlMs", LIST_TTL_MS)
+                result.setdefault("cacheScope", CACHE_SCOPE)
+        return 200, {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    def _request_info(
+        self, method: str, params: Mapping[str, Any], h: Mapping[str, str], *, in_batch: bool
+    ) -> RequestInfo:
+        """Decide the era and version of a request and check its headers against its body."""
+        header_version = h.get("mcp-protocol-version")
+        meta = params.get("_meta")
+        meta_version = meta.get(META_VERSION) if isinstance(meta, dict) else None
+        modern = meta_version is not None or (
+            header_version is not None and header_version not in LEGACY_VERSIONS and not in_batch
+        )
+        if not modern:
+            version = DEFAULT_LEGACY_VERSION if header_version is None else header_version
+            if version not in LEGACY_VERSIONS:
+                raise _unsupported(version)
+            return RequestInfo(protocol_version=version, client_info={}, client_capabilities={})
+
+        if meta_version is None:
+            if header_version not in MODERN_VERSIONS:
+                raise _unsupported(header_version or "")
+            raise RpcError(INVALID_PARAMS, f"Invalid params: _meta must carry {META_VERSION}", status=400)
+        if header_version is None:
+            raise _mismatch("the MCP-Protocol-Version header is required")
+        if header_version != meta_version:
+            raise _mismatch("the MCP-Protocol-Version header does not match _meta")
+        if meta_version not in MODERN_VERSIONS:
+            raise _unsupported(str(meta_version)[:50])
+        capabilities = meta.get(META_CAPABILITIES)
+        if not isinstance(capabilities, dict):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: _meta must carry {META_CAPABILITIES}", status=400)
+        client_info = meta.get(META_CLIENT_INFO)
+        if client_info is not None and not isinstance(client_info, dict):
+            raise RpcError(INVALID_PARAMS, f"Invalid params: {META_CLIENT_INFO} must be an object", status=400)
+
+        header_method = h.get("mcp-method")
+        if header_method is None:
+            raise _mismatch("the Mcp-Method header is required")
+        if header_method != method:
+            raise _mismatch("the Mcp-Method header does not match the body's method")
+        target_field = _NAMED_TARGET.get(method)
+        if target_field is not None:
+            header_name = h.get("mcp-name")
+            if header_name is None:
+                raise _mismatch("the Mcp-Name header is required for " + method)
+            decoded = decode_header_value(header_name)
+            if decoded is None:
+                raise _mismatch("the Mcp-Name header is malformed")
+            if decoded != params.get(target_field):
+                raise _mismatch(f"the Mcp-Name header does not match the body's {target_field}")
+        return RequestInfo(
+            protocol_version=meta_version,
+            client_info=client_info or {},
+            client_capabilities=capabilities,
+        )
+
+    # -- methods -------------------------------------------------------------------
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"tools": {"listChanged": False}}
+
+    def _initialize(self, request: Request) -> dict[str, Any]:
+        requested = request.params.get("protocolVersion")
+        version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY_VERSION
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": self.capabilities(),
+            "serverInfo": self.server_info,
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    def _discover(self, request: Request) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "supportedVersions": list(SUPPORTED_VERSIONS),
+            "capabilities": self.capabilities(),
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    def _tools_list(self, request: Request) -> dict[str, Any]:
+        if request.params.get("cursor") is not None:
+            # Every tool fits on one page, so no cursor this server issued exists.
+            raise RpcError(INVALID_PARAMS, "Invalid params: unknown cursor")
+        return {"tools": self.tools.definitions()}
+
+    def _tools_call(self, request: Request) -> dict[str, Any]:
+        name = request.params.get("name")
+        if not isinstance(name, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: 'name' must be a string")
+        arguments = request.params.get("arguments")
+        try:
+            return self.tools.call(name, arguments, request.context())
+        except UnknownToolError:
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}") from None
+
+
+def decode_header_value(value: str) -> str | None:
+    """Decode an ``=?base64?...?=`` sentinel-encoded header value; plain values pass through."""
+    if value.startswith("=?base64?") and value.endswith("?=") and len(value) >= 11:
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+    return value
+
+
+def _describe(message: Any) -> dict[str, str]:
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return {}
+    params = message.get("params")
+    target = (params.get("name") or params.get("uri")) if isinstance(params, dict) else None
+    rpc = {"method": message["method"][:100]}
+    if isinstance(target, str):
+        rpc["name"] = target[:200]
+    return rpc
+
+
+def _unsupported(requested: str) -> RpcError:
+    return RpcError(
+        UNSUPPORTED_VERSION,
+        "Unsupported protocol version",
+        data={"supported": list(SUPPORTED_VERSIONS), "requested": requested},
+        status=400,
+    )
+
+
+def _mismatch(why: str) -> RpcError:
+    return RpcError(HEADER_MISMATCH, f"Header mismatch: {why}", status=400)
+
+
+def _valid_id(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) <= 256) or (type(value) is int and abs(value) < 2**63)
+
+
+def _safe_id(value: Any) -> Any:
+    return value if _valid_id(value) else None
+
+
+def _accepts_json(accept: str | None) -> bool:
+    if accept is None:
+        return True
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media in ("application/json", "application/*", "*/*", ""):
+            return True
+    return False
+
+
+def _error(exc: RpcError, request_id: Any) -> tuple[int, dict[str, Any]]:
+    return exc.status, {"jsonrpc": "2.0", "id": request_id, "error": exc.to_json()}
+
+
+def _error_response(exc: RpcError, request_id: Any, extra_headers: Mapping[str, str] | None = None) -> HttpResponse:
+    status, payload = _error(exc, request_id)
+    return HttpResponse(status=status, headers={**JSON_HEADERS, **(extra_headers or {})}, body=_dumps(payload))
+
+
+def error_body(code: int, message: str) -> bytes:
+    """A JSON-RPC error without an id, for refusals made before the body is read."""
+    return _dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+
+
+def _dumps(payload: Any) -> bytes:
+    # default=str: a tool returning an odd value must never turn into a 500.
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
