@@ -21,7 +21,7 @@ from .jwks import JwksCache
 from .protocol import HttpResponse, McpEngine, error_body
 from .settings import Settings, is_loopback_host, load_settings
 from .tokens import KeysUnavailableError, Principal, Refusal, TokenError, TokenValidator
-from .tools import DownstreamAuth, InsufficientScopeError, ToolRegistry
+from .tools import ClaimsChallengeError, DownstreamAuth, InsufficientScopeError, ToolRegistry
 
 log = logging.getLogger("mcp.request")
 
@@ -138,6 +138,12 @@ class McpServer:
                                           caller=principal, downstream=downstream)
         except InsufficientScopeError as exc:
             response = self._tool_forbidden(base, exc)
+        except ClaimsChallengeError as exc:
+            # Entra's OBO guidance: hand the claims challenge back to the client, which
+            # signs the user in again with these claims and retries.
+            log.warning("Tool call needs a new sign-in (claims challenge)")
+            response = self._challenge(401, prm.metadata_url(base), self.settings.full_scopes,
+                                       "insufficient_claims", "additional sign-in requirements", claims=exc.claims)
         return _with(response, cors), principal
 
     def _authenticate(self, request: HttpRequest, base: str) -> HttpResponse | tuple[Principal, str]:
@@ -179,10 +185,11 @@ class McpServer:
         return self._challenge(403, prm.metadata_url(base), scopes, "insufficient_scope", description)
 
     def _challenge(
-        self, status: int, metadata: str, scopes: Any, error: str | None = None, description: str | None = None
+        self, status: int, metadata: str, scopes: Any, error: str | None = None, description: str | None = None,
+        *, claims: str | None = None,
     ) -> HttpResponse:
         challenge = prm.bearer_challenge(resource_metadata=metadata, scopes=scopes, error=error,
-                                         error_description=description)
+                                         error_description=description, claims=claims)
         body = _oauth_error(error or "unauthorized", description or "a bearer token is required")
         return HttpResponse(status, {"Content-Type": _JSON, "WWW-Authenticate": challenge}, body)
 

@@ -49,6 +49,7 @@ def bearer_challenge(
     scopes: Iterable[str] = (),
     error: str | None = None,
     error_description: str | None = None,
+    claims: str | None = None,
 ) -> str:
     """Build a ``WWW-Authenticate: Bearer`` value (RFC 6750 §3, RFC 9728 §5.1)."""
     params = [("resource_metadata", resource_metadata)]
@@ -59,5 +60,7 @@ def bearer_challenge(
         params.append(("error", error))
     if error_description:
         params.append(("error_description", error_description))
+    if claims:
+        params.append(("claims", claims))
     # Quoted-string values: drop anything that could break out of the quotes.
     return "Bearer " + ", ".join(f'{name}="{_UNSAFE.sub("", value)}"' for name, value in params)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .tools import (
+    AuthorizationChallenge,
     Caller,
     DownstreamAuth,
-    InsufficientScopeError,
     RequestInfo,
     ToolContext,
     ToolRegistry,
@@ -165,7 +165,7 @@ class McpEngine:
         """Answer one HTTP request to the MCP endpoint.
 
         ``headers`` keys may be in any case. Exceptions other than the tool registry's
-        ``InsufficientScopeError`` (which the caller turns into an HTTP 403) never escape.
+        ``AuthorizationChallenge`` signals (which the caller turns into 401/403) never escape.
         """
         h = {k.lower(): v for k, v in headers.items()}
         if method.upper() != "POST":
@@ -281,7 +281,7 @@ class McpEngine:
             result = route.handler(request)
         except RpcError as exc:
             return _error(exc, request_id)
-        except InsufficientScopeError:
+        except AuthorizationChallenge:
             raise
         except Exception:
             log.exception("Unhandled error in %s", method)

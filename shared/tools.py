@@ -37,7 +37,9 @@ from typing import Any, Protocol, TypeVar, overload
 from .schema import Converter, add_default, converter_for, schema_for, validate
 
 __all__ = [
+    "AuthorizationChallenge",
     "Caller",
+    "ClaimsChallengeError",
     "DownstreamAuth",
     "InsufficientScopeError",
     "RequestInfo",
@@ -167,7 +169,15 @@ class UnknownToolError(LookupError):
         self.name = name
 
 
-class InsufficientScopeError(Exception):
+class AuthorizationChallenge(Exception):
+    """Base of the signals a tool raises to make the HTTP layer challenge the caller.
+
+    They are not tool failures: ``ToolRegistry.call`` and the protocol engine let them propagate so
+    the pipeline can answer with the right status and ``WWW-Authenticate`` header.
+    """
+
+
+class InsufficientScopeError(AuthorizationChallenge):
     """The caller lacks scopes or app roles the tool needs (the pipeline answers HTTP 403 insufficient_scope).
 
     ``scopes`` and ``roles`` hold what is *missing*. Raised by ``ToolRegistry.call`` before arguments are
@@ -185,6 +195,18 @@ class InsufficientScopeError(Exception):
             if self.roles:
                 parts.append(f"missing app role(s): {' '.join(self.roles)}")
             message = "Insufficient scope: " + ("; ".join(parts) or "more permissions are required")
+        super().__init__(message)
+
+
+class ClaimsChallengeError(AuthorizationChallenge):
+    """The caller must sign in again and satisfy ``claims`` (Conditional Access, MFA, ...).
+
+    ``claims`` is the claims-challenge JSON, base64-encoded as it goes into the
+    ``WWW-Authenticate: Bearer error="insufficient_claims", claims="..."`` header (HTTP 401).
+    """
+
+    def __init__(self, claims: str, message: str = "Additional sign-in requirements must be satisfied") -> None:
+        self.claims = claims
         super().__init__(message)
 
 
@@ -333,7 +355,7 @@ class ToolRegistry:
             return _to_result(tool, value, ctx.log)
         except ToolError as exc:
             return _error(str(exc) or f"Tool '{name}' failed.")
-        except InsufficientScopeError:
+        except AuthorizationChallenge:
             raise  # Run-time step-up: the pipeline turns it into a 403 challenge.
         except _OutputMismatch:
             return _error(f"Tool '{name}' failed with an internal error.")  # already logged, without a traceback
