@@ -50,6 +50,7 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "UnknownToolError",
+    "UrlElicitationRequired",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -159,6 +160,20 @@ class ToolError(Exception):
 
     Anything else a tool raises is logged with its traceback and reported only as an internal error.
     """
+
+
+class UrlElicitationRequired(ToolError):
+    """The user must visit ``url`` (consent, sign-in to a third party, ...) before the tool can run.
+
+    With clients that can do URL-mode elicitation (2026-07-28 multi round-trip requests) the
+    engine asks the client to open the URL and retry; otherwise it becomes an ``isError``
+    result whose text carries the message and the URL.
+    """
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        self.message = message
+        super().__init__(f"{message} Open this URL, then try again: {url}")
 
 
 class UnknownToolError(LookupError):
