@@ -1,0 +1,217 @@
+// Entry point for `azd up`: one resource group with a protected remote MCP server on Azure
+// Functions Flex Consumption, and its Entra app registration (Microsoft Graph extension).
+// Order matters and breaks a cycle: the function app is created first (its host name goes
+// into the app registration's redirect URI), then the app registration, then the app
+// settings (which carry the registration's client ID).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; names the resource group and the app registration.')
+param environmentName string
+
+@minLength(1)
+@description('Region of all resources; it must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object ID of the user or service principal running azd; becomes an owner of the app registration. Empty to skip.')
+param principalId string = ''
+
+@description('Optional custom domain (a subdomain such as mcp.contoso.com, no scheme, no path). Leave empty on the first `azd up`; see docs/deploy.md.')
+param customDomain string = ''
+
+@description('Client applications pre-authorized for the user_impersonation scope AND allowed by the server (ENTRA_ALLOWED_CLIENT_IDS). Defaults: VS Code, Azure CLI.')
+param allowedClientApplicationIds array = [
+  'aebc6443-996d-45c2-90f0-388ff96faa56' // Visual Studio Code
+  '04b07795-8ddb-461a-bbee-02f9e1bf7b46' // Azure CLI
+]
+
+@description('Python version of the Functions runtime.')
+@allowed([
+  '3.11'
+  '3.12'
+  '3.13'
+])
+param pythonVersion string = '3.11'
+
+@description('Memory per instance in MB; 2048 is the Flex Consumption default.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Maximum number of instances (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Always-ready instances for the HTTP functions; 0 scales to zero (no idle cost), more removes cold starts but is billed while idle.')
+@minValue(0)
+param alwaysReadyInstanceCount int = 0
+
+@description('Resource group name; empty for rg-{environmentName}.')
+param resourceGroupName string = ''
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+// Must equal the service name in azure.yaml: azd deploys to the app tagged with it.
+var serviceName = 'mcp'
+var customDomainName = toLower(trim(customDomain))
+var hasCustomDomain = !empty(customDomainName)
+var functionAppName = 'func-mcp-${resourceToken}'
+// The token keeps two subscriptions that use the same environment name in one tenant from
+// sharing (and overwriting) one app registration.
+var appRegistrationUniqueName = 'mcp-${environmentName}-${resourceToken}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-mcp-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package-${resourceToken}'
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module roleAssignments 'modules/role-assignments.bicep' = {
+  name: 'role-assignments'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    serviceName: serviceName
+    identityId: identity.outputs.id
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    pythonVersion: pythonVersion
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    alwaysReadyInstanceCount: alwaysReadyInstanceCount
+  }
+  dependsOn: [
+    // The host reads the deployment container with this identity as soon as code arrives.
+    roleAssignments
+  ]
+}
+
+// The real default host name (read from the created app), not a guess: new apps may get a
+// regional "<name>-<hash>.<region>.azurewebsites.net" host name.
+var publicBaseUrl = hasCustomDomain ? 'https://${customDomainName}' : 'https://${functionApp.outputs.defaultHostName}'
+
+module entraApp 'modules/entra-app.bicep' = {
+  name: 'entra-app'
+  scope: rg
+  params: {
+    uniqueName: appRegistrationUniqueName
+    displayName: 'MCP server (${environmentName})'
+    customDomain: customDomainName
+    publicBaseUrl: publicBaseUrl
+    preAuthorizedClientIds: allowedClientApplicationIds
+    managedIdentityPrincipalId: identity.outputs.principalId
+    ownerPrincipalId: principalId
+  }
+}
+
+module appSettings 'modules/app-settings.bicep' = {
+  name: 'app-settings'
+  scope: rg
+  params: {
+    functionAppName: functionApp.outputs.name
+    storageAccountName: storage.outputs.name
+    identityClientId: identity.outputs.clientId
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    tenantId: tenant().tenantId
+    entraClientId: entraApp.outputs.clientId
+    allowedClientIds: allowedClientApplicationIds
+    appIdUri: entraApp.outputs.appIdUri
+    publicBaseUrl: hasCustomDomain ? publicBaseUrl : ''
+  }
+}
+
+module customDomainBinding 'modules/custom-domain.bicep' = if (hasCustomDomain) {
+  name: 'custom-domain'
+  scope: rg
+  params: {
+    functionAppName: functionApp.outputs.name
+    customDomain: customDomainName
+    location: location
+  }
+  dependsOn: [
+    // Avoid concurrent writes to the site (App Service answers 409 on overlapping updates).
+    appSettings
+  ]
+}
+
+module customDomainTls 'modules/custom-domain-tls.bicep' = if (hasCustomDomain) {
+  name: 'custom-domain-tls'
+  scope: rg
+  params: {
+    functionAppName: functionApp.outputs.name
+    customDomain: customDomainName
+    thumbprint: hasCustomDomain ? customDomainBinding!.outputs.thumbprint : ''
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+// CNAME target for the custom domain, and the asuid TXT value that proves domain ownership.
+output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
+output AZURE_CUSTOM_DOMAIN_VERIFICATION_ID string = functionApp.outputs.customDomainVerificationId
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output MCP_URL string = '${publicBaseUrl}/mcp'
+output ENTRA_TENANT_ID string = tenant().tenantId
+output ENTRA_CLIENT_ID string = entraApp.outputs.clientId
+output ENTRA_APP_ID_URI string = entraApp.outputs.appIdUri
+output ENTRA_ALLOWED_CLIENT_IDS string = join(allowedClientApplicationIds, ',')
+output ENTRA_APP_OBJECT_ID string = entraApp.outputs.objectId
+output ENTRA_APP_UNIQUE_NAME string = appRegistrationUniqueName

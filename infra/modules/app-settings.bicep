@@ -1,0 +1,65 @@
+// The complete app settings of the function app: exactly what the code reads plus the
+// platform's identity-based storage and telemetry settings. This resource replaces the
+// whole settings collection, so everything the app needs must be listed here.
+// Deliberately absent: FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION (Flex sets
+// the runtime from functionAppConfig), AZURE_CLIENT_ID (azure-identity would pick it up
+// implicitly; the code passes OBO_MANAGED_IDENTITY_CLIENT_ID explicitly), any secret.
+
+@description('Function app name.')
+param functionAppName string
+
+@description('Storage account used as AzureWebJobsStorage.')
+param storageAccountName string
+
+@description('Client ID of the user-assigned managed identity.')
+param identityClientId string
+
+@description('Application Insights connection string.')
+param applicationInsightsConnectionString string
+
+@description('Directory (tenant) ID.')
+param tenantId string
+
+@description('Application (client) ID of the MCP server app registration: the token audience.')
+param entraClientId string
+
+@description('Client application IDs allowed to call the server (the same list that is pre-authorized).')
+param allowedClientIds array
+
+@description('Application ID URI whose scopes the server requires.')
+param appIdUri string
+
+@description('Public https:// origin when a custom domain is used; empty to use the Azure host name.')
+param publicBaseUrl string = ''
+
+resource site 'Microsoft.Web/sites@2024-11-01' existing = {
+  name: functionAppName
+}
+
+var platformSettings = {
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+var mcpSettings = {
+  ENTRA_TENANT_ID: tenantId
+  ENTRA_CLIENT_ID: entraClientId
+  ENTRA_ALLOWED_CLIENT_IDS: join(allowedClientIds, ',')
+  ENTRA_APP_ID_URI: appIdUri
+  // Secretless on-behalf-of: the managed identity's token is the app registration's client assertion.
+  OBO_MANAGED_IDENTITY_CLIENT_ID: identityClientId
+}
+
+// Without a custom domain the code derives its public URL from WEBSITE_HOSTNAME.
+var publicUrlSettings = empty(publicBaseUrl) ? {} : {
+  MCP_PUBLIC_BASE_URL: publicBaseUrl
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(platformSettings, mcpSettings, publicUrlSettings)
+}

@@ -1,0 +1,116 @@
+// The MCP server's Entra app registration (Microsoft Graph Bicep extension): the resource
+// that access tokens are issued for, its one delegated scope, the clients that may get
+// tokens for it without a consent prompt, and the federated credential that lets the
+// function app's managed identity act as this app for on-behalf-of (no client secret).
+extension microsoftGraphV1
+
+@description('Immutable alternate key of the app registration (unique in the tenant).')
+param uniqueName string
+
+@description('Display name shown in consent prompts and the Entra admin center.')
+param displayName string
+
+@description('Optional custom domain; adds https://{customDomain}/mcp as an identifier URI (must be a verified domain of the tenant).')
+param customDomain string = ''
+
+@description('Public https:// origin of the server (custom domain or Azure host name); the consent page redirect URI is built from it.')
+param publicBaseUrl string
+
+@description('Client application IDs pre-authorized for user_impersonation (no consent prompt).')
+param preAuthorizedClientIds array
+
+@description('Principal (object) ID of the user-assigned managed identity trusted as a federated credential.')
+param managedIdentityPrincipalId string
+
+@description('Object ID of the deploying user or service principal, added as owner; empty to skip.')
+param ownerPrincipalId string = ''
+
+var tenantId = tenant().tenantId
+// api://{tenantId}/{name} needs no self-reference to the appId and is accepted by the
+// default tenant identifier-URI policy (which rejects most other api:// forms).
+var apiIdentifierUri = 'api://${tenantId}/${uniqueName}'
+var customIdentifierUri = 'https://${customDomain}/mcp'
+var identifierUris = empty(customDomain) ? [apiIdentifierUri] : [apiIdentifierUri, customIdentifierUri]
+// Deterministic, so re-deployments keep the same scope ID (a changed ID would invalidate
+// pre-authorizations and existing consents).
+var userImpersonationScopeId = guid(tenantId, uniqueName, 'user_impersonation')
+var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
+var graphUserReadScopeId = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
+// Token exchange audience of Entra ID in the public cloud, the only cloud the Graph Bicep
+// extension supports.
+var federatedCredentialAudience = 'api://AzureADTokenExchange'
+
+resource app 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: uniqueName
+  displayName: displayName
+  signInAudience: 'AzureADMyOrg'
+  identifierUris: identifierUris
+  owners: {
+    relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]
+  }
+  api: {
+    // v2 tokens: iss .../{tenant}/v2.0, aud = client ID, client in azp; the code accepts only these.
+    requestedAccessTokenVersion: 2
+    oauth2PermissionScopes: [
+      {
+        id: userImpersonationScopeId
+        value: 'user_impersonation'
+        type: 'User'
+        isEnabled: true
+        adminConsentDisplayName: 'Use the MCP server as the signed-in user'
+        adminConsentDescription: 'Allows the client to call the MCP server tools on behalf of the signed-in user.'
+        userConsentDisplayName: 'Use the MCP server as you'
+        userConsentDescription: 'Allows the client to call the MCP server tools on your behalf.'
+      }
+    ]
+    preAuthorizedApplications: [
+      for clientId in preAuthorizedClientIds: {
+        appId: clientId
+        delegatedPermissionIds: [
+          userImpersonationScopeId
+        ]
+      }
+    ]
+  }
+  // Declares the downstream permission the on-behalf-of flow asks for (the sample whoami
+  // tool reads the user's profile); declaring it does not grant it.
+  requiredResourceAccess: [
+    {
+      resourceAppId: microsoftGraphAppId
+      resourceAccess: [
+        {
+          id: graphUserReadScopeId
+          type: 'Scope'
+        }
+      ]
+    }
+  ]
+  web: {
+    // Landing page of the consent flow for the downstream (Graph) permission.
+    redirectUris: [
+      '${publicBaseUrl}/consent'
+    ]
+  }
+
+  resource managedIdentityCredential 'federatedIdentityCredentials@v1.0' = {
+    name: '${app.uniqueName}/function-app-managed-identity'
+    description: 'The function app\'s user-assigned managed identity is this app\'s credential for on-behalf-of (no secret).'
+    issuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+    subject: managedIdentityPrincipalId
+    audiences: [
+      federatedCredentialAudience
+    ]
+  }
+}
+
+// Needed in the tenant before any user can sign in to, or consent to, the app.
+resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: app.appId
+}
+
+output clientId string = app.appId
+output objectId string = app.id
+output servicePrincipalId string = servicePrincipal.id
+output apiIdentifierUri string = apiIdentifierUri
+output appIdUri string = empty(customDomain) ? apiIdentifierUri : customIdentifierUri
+output userImpersonationScopeId string = userImpersonationScopeId

@@ -1,0 +1,77 @@
+#!/usr/bin/env pwsh
+# azd postprovision hook (Windows / PowerShell). Same behaviour as postprovision.sh: reads
+# `azd env get-values`, writes local.settings.json for `func start` (only if it does not
+# exist), and prints the VS Code mcp.json entry. Never prints a secret; writes one only if
+# the user put OBO_CLIENT_SECRET into the azd environment themselves.
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+
+$settingsFile = 'local.settings.json'
+
+# KEY="value" lines; azd escapes backslashes and quotes inside the value.
+$envValues = @{}
+foreach ($line in (azd env get-values)) {
+    if ($line -match '^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$') {
+        $envValues[$Matches[1]] = [regex]::Replace($Matches[2], '\\(.)', '$1')
+    }
+}
+if ($LASTEXITCODE -ne 0) { throw 'azd env get-values failed' }
+
+function Get-EnvValue([string]$name) {
+    if ($envValues.ContainsKey($name)) { return $envValues[$name] }
+    return ''
+}
+
+$tenantId = Get-EnvValue 'ENTRA_TENANT_ID'
+$clientId = Get-EnvValue 'ENTRA_CLIENT_ID'
+$allowedClientIds = Get-EnvValue 'ENTRA_ALLOWED_CLIENT_IDS'
+$appIdUri = Get-EnvValue 'ENTRA_APP_ID_URI'
+$mcpUrl = Get-EnvValue 'MCP_URL'
+$customDomain = Get-EnvValue 'MCP_CUSTOM_DOMAIN'
+$defaultHost = Get-EnvValue 'AZURE_FUNCTION_APP_HOSTNAME'
+$verificationId = Get-EnvValue 'AZURE_CUSTOM_DOMAIN_VERIFICATION_ID'
+$clientSecret = Get-EnvValue 'OBO_CLIENT_SECRET'
+
+if (-not $tenantId -or -not $clientId -or -not $allowedClientIds) {
+    Write-Error 'postprovision: ENTRA_TENANT_ID, ENTRA_CLIENT_ID or ENTRA_ALLOWED_CLIENT_IDS is missing from the azd environment; did provisioning finish?'
+    exit 1
+}
+
+if (Test-Path $settingsFile) {
+    Write-Host "$settingsFile already exists; left unchanged. For local runs against this deployment it should contain:"
+    Write-Host "  ENTRA_TENANT_ID=$tenantId"
+    Write-Host "  ENTRA_CLIENT_ID=$clientId"
+    Write-Host "  ENTRA_ALLOWED_CLIENT_IDS=$allowedClientIds"
+    Write-Host "  ENTRA_APP_ID_URI=$appIdUri"
+    if ($clientSecret) { Write-Host '  OBO_CLIENT_SECRET=<the value you set with azd env set; not shown>' }
+}
+else {
+    # The managed identity exists only in Azure, so local on-behalf-of uses a client secret,
+    # and only when the user asked for one. AzureWebJobsStorage is not needed: HTTP triggers only.
+    $values = [ordered]@{
+        FUNCTIONS_WORKER_RUNTIME = 'python'
+        ENTRA_TENANT_ID          = $tenantId
+        ENTRA_CLIENT_ID          = $clientId
+        ENTRA_ALLOWED_CLIENT_IDS = $allowedClientIds
+        ENTRA_APP_ID_URI         = $appIdUri
+    }
+    if ($clientSecret) { $values['OBO_CLIENT_SECRET'] = $clientSecret }
+    $settings = [ordered]@{ IsEncrypted = $false; Values = $values }
+    $settings | ConvertTo-Json -Depth 4 | Set-Content -Path $settingsFile -Encoding utf8
+    Write-Host "Wrote $settingsFile for local runs (func start) against app registration $clientId."
+}
+
+Write-Host ''
+Write-Host "MCP server URL: $mcpUrl"
+Write-Host "VS Code: add this server to .vscode/mcp.json (or answer the 'azure' prompt with the URL above):"
+$entry = [ordered]@{ servers = [ordered]@{ azure = [ordered]@{ type = 'http'; url = $mcpUrl } } }
+Write-Host ($entry | ConvertTo-Json -Depth 4)
+
+if (-not $customDomain) {
+    Write-Host ''
+    Write-Host "No custom domain set. VS Code and other clients that send the OAuth 'resource' parameter need one"
+    Write-Host '(see docs/deploy.md). DNS records for a subdomain such as mcp.contoso.com:'
+    Write-Host "  CNAME mcp        -> $defaultHost"
+    Write-Host "  TXT   asuid.mcp  -> $verificationId"
+    Write-Host 'then: azd env set MCP_CUSTOM_DOMAIN mcp.contoso.com; azd up'
+}
