@@ -80,8 +80,12 @@ class JwksCache:
         fresh = keyset is not None and now - keyset.fetched_at < self._lifetime
         if fresh and kid in keyset.keys:
             return keyset.keys[kid]
-        if self._may_fetch(now, cold=keyset is None):
+        if self._may_fetch(now, cold=keyset is None) or self._lock.locked():
+            # A fetch is due, or one is already in flight: wait for it and share its result
+            # (otherwise requests racing a key rotation or a cold start would be refused).
             keyset = self._refresh(seen=keyset)
+        else:
+            keyset = self._keyset  # a fetch may have finished since it was read above
         if keyset is None:
             raise KeysUnavailableError("the signing keys could not be fetched")
         return keyset.keys.get(kid)
@@ -109,6 +113,11 @@ class JwksCache:
                 keys = self._fetch_keys()
             except KeyFetchError as exc:
                 log.warning("Signing key refresh failed; %s", exc)
+                return current
+            except Exception:
+                # An unexpected failure (a transport error nobody wrapped, a fetcher bug) must not
+                # turn every request into a 500 while good keys are still cached.
+                log.warning("Signing key refresh failed unexpectedly", exc_info=True)
                 return current
             self._keyset = _KeySet(keys=keys, fetched_at=self._clock())
             log.info("Signing keys refreshed: %d key(s)", len(keys))
@@ -168,6 +177,7 @@ class _HttpJsonFetcher:
 
     def __call__(self, url: str) -> Mapping[str, Any]:
         import requests
+        from urllib3.exceptions import HTTPError as TransportError
 
         if self._session is None:
             self._session = requests.Session()
@@ -176,7 +186,8 @@ class _HttpJsonFetcher:
                 if response.status_code != 200:
                     raise KeyFetchError(f"{url} answered HTTP {response.status_code}")
                 body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
-        except requests.RequestException as exc:
+        except (requests.RequestException, TransportError, OSError) as exc:
+            # Streamed body reads raise urllib3's errors (broken or timed-out body), not requests'.
             raise KeyFetchError(f"{url} could not be fetched ({type(exc).__name__})") from None
         if len(body) > MAX_DOCUMENT_BYTES:
             raise KeyFetchError(f"{url} returned a document larger than {MAX_DOCUMENT_BYTES} bytes")

@@ -22,9 +22,22 @@ import azure.functions as func
 UserFunction = Callable[[func.HttpRequest], Any]
 
 
+def registered_functions(app: func.FunctionApp) -> list[Any]:
+    """``app.get_functions()``, callable more than once.
+
+    azure-functions remembers the names it indexed and refuses a second indexing of the same
+    app as duplicate names; the host indexes once per process, tests many times.
+    """
+    saved, app.functions_bindings = app.functions_bindings, None
+    try:
+        return app.get_functions()
+    finally:
+        app.functions_bindings = saved
+
+
 def http_routes(app: func.FunctionApp) -> dict[str, tuple[frozenset[str], UserFunction]]:
     routes: dict[str, tuple[frozenset[str], UserFunction]] = {}
-    for function in app.get_functions():
+    for function in registered_functions(app):
         trigger = function.get_trigger()
         methods = frozenset(str(getattr(m, "value", m)).upper() for m in (trigger.methods or ()))
         routes["/" + trigger.route.strip("/")] = (methods, function.get_user_function())
