@@ -18,5 +18,25 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# --- conformance tools (issue 3): Node 22 and the pinned MCP conformance suites, into .tools/node ---
+# Installed from tests/conformance/npm/package-lock.json whenever it changes. Without npm the conformance
+# tests skip with the reason (and fail when CI is set).
+node_stamp=.tools/node/.package-lock.sha256
+node_want=$(sha256sum tests/conformance/npm/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p .tools/node
+    cp tests/conformance/npm/package.json tests/conformance/npm/package-lock.json .tools/node/
+    if (cd .tools/node && npm ci --no-audit --no-fund --loglevel=error); then
+      echo "$node_want" > "$node_stamp"
+    else
+      echo "npm ci failed in .tools/node: the conformance tests cannot run" >&2
+    fi
+  else
+    echo "npm not found: the conformance tests cannot run" >&2
+  fi
+fi
+# --- end conformance tools ---
+
 .venv/bin/python -m ruff check .
 exec .venv/bin/python -m pytest "$@"

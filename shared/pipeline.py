@@ -17,8 +17,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import prm
+from .completions import CompletionRegistry
 from .jwks import JwksCache
+from .prompts import PromptRegistry
 from .protocol import HttpResponse, McpEngine, error_body
+from .request_state import RequestStateCodec
+from .resources import ResourceRegistry
 from .settings import Settings, is_loopback_host, load_settings
 from .tokens import KeysUnavailableError, Principal, Refusal, TokenError, TokenValidator
 from .tools import ClaimsChallengeError, DownstreamAuth, InsufficientScopeError, ToolRegistry
@@ -31,7 +35,9 @@ _JSON = "application/json"
 _CORS_EXPOSE = "WWW-Authenticate, Mcp-Protocol-Version"
 _CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID"
 
-DownstreamFactory = Callable[[str], DownstreamAuth]
+# ``factory(raw_token, public_base=..., expires_at=..., login_hint=...)``: the downstream token source for one
+# verified request (``OnBehalfOfService.for_assertion``). public_base lets it build the consent landing URL.
+DownstreamFactory = Callable[..., DownstreamAuth]
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,16 @@ class McpServer:
         instructions: str | None = None,
         validator: TokenValidator | None = None,
         downstream: DownstreamFactory | None = None,
+        resources: ResourceRegistry | None = None,
+        prompts: PromptRegistry | None = None,
+        completions: CompletionRegistry | None = None,
     ) -> None:
         self.settings = settings
-        self.engine = McpEngine(tools, server_name=name, server_version=version, instructions=instructions)
+        self.engine = McpEngine(
+            tools, server_name=name, server_version=version, instructions=instructions,
+            resources=resources, prompts=prompts, completions=completions,
+            request_state=RequestStateCodec(settings.request_state_key),
+        )
         self.validator = validator or TokenValidator(
             tenant_id=settings.tenant_id,
             audience=settings.client_id,
@@ -132,7 +145,10 @@ class McpServer:
         if isinstance(outcome, HttpResponse):
             return _with(outcome, cors), None
         principal, token = outcome
-        downstream = self._downstream(token) if self._downstream else None
+        downstream = self._downstream(
+            token, public_base=base, expires_at=principal.claims.get("exp"),
+            login_hint=principal.preferred_username or None,
+        ) if self._downstream else None
         try:
             response = self.engine.handle(request.method, request.headers, request.body,
                                           caller=principal, downstream=downstream)

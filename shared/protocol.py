@@ -20,10 +20,15 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .completions import CompletionRegistry
+from .mrtr import InputRequired, client_supports
+from .prompts import PromptArgumentError, PromptRegistry, UnknownPromptError
+from .request_state import InvalidRequestState, RequestStateCodec, StaleRequestState
+from .resources import ResourceNotFound, ResourceRegistry
 from .tools import (
     AuthorizationChallenge,
     Caller,
@@ -48,6 +53,8 @@ META_VERSION = "io.modelcontextprotocol/protocolVersion"
 META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -57,6 +64,11 @@ INTERNAL_ERROR = -32603
 HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_VERSION = -32022
+# Resource not found before 2026-07-28 (2026-07-28 uses -32602 and forbids -32002).
+LEGACY_RESOURCE_NOT_FOUND = -32002
+DEFAULT_PAGE_SIZE = 100
+# The only requests that may be answered with an InputRequiredResult (MRTR "Supported Requests").
+MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 LIST_TTL_MS = 5 * 60 * 1000
@@ -109,13 +121,16 @@ class Request:
     info: RequestInfo
     caller: Caller
     downstream: DownstreamAuth | None
+    log_level: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def modern(self) -> bool:
         return self.info.protocol_version in MODERN_VERSIONS
 
-    def context(self) -> ToolContext:
-        return ToolContext(caller=self.caller, request=self.info, downstream=self.downstream)
+    def context(self, input_responses: Mapping[str, Any] | None = None, state: Any = None) -> ToolContext:
+        return ToolContext(caller=self.caller, request=self.info, downstream=self.downstream,
+                           input_responses=input_responses or {}, state=state, log_level=self.log_level)
 
 
 Handler = Callable[[Request], dict[str, Any]]
@@ -138,17 +153,41 @@ class McpEngine:
         server_version: str,
         instructions: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        resources: ResourceRegistry | None = None,
+        prompts: PromptRegistry | None = None,
+        completions: CompletionRegistry | None = None,
+        request_state: RequestStateCodec | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.tools = tools
+        self.resources = resources if resources is not None else ResourceRegistry()
+        self.prompts = prompts if prompts is not None else PromptRegistry()
+        self.completions = completions if completions is not None else CompletionRegistry()
+        # Without a configured key each process makes its own: state from another instance is then
+        # treated as stale and the round trip starts again (see shared.request_state).
+        self.request_state = request_state or RequestStateCodec()
+        self.page_size = page_size
         self.server_info = {"name": server_name, "version": server_version}
         self.instructions = instructions
         self.max_body_bytes = max_body_bytes
         self._routes: dict[str, _Route] = {
             "initialize": _Route(self._initialize, modern=False),
             "ping": _Route(lambda _req: {}, modern=False),
+            "logging/setLevel": _Route(self._set_level, modern=False),
             "server/discover": _Route(self._discover, legacy=False, cacheable=True),
             "tools/list": _Route(self._tools_list, cacheable=True),
             "tools/call": _Route(self._tools_call),
+            "resources/list": _Route(self._resources_list, cacheable=True),
+            "resources/templates/list": _Route(self._templates_list, cacheable=True),
+            "resources/read": _Route(self._resources_read, cacheable=True),
+            "prompts/list": _Route(self._prompts_list, cacheable=True),
+            "prompts/get": _Route(self._prompts_get),
+            "completion/complete": _Route(self._complete),
+        }
+        # A method whose capability this server does not offer is answered as unknown.
+        self._route_capability = {
+            "resources/list": "resources", "resources/templates/list": "resources", "resources/read": "resources",
+            "prompts/list": "prompts", "prompts/get": "prompts", "completion/complete": "completions",
         }
 
     # -- HTTP ----------------------------------------------------------------------
@@ -167,7 +206,8 @@ class McpEngine:
         ``headers`` keys may be in any case. Exceptions other than the tool registry's
         ``AuthorizationChallenge`` signals (which the caller turns into 401/403) never escape.
         """
-        h = {k.lower(): v for k, v in headers.items()}
+        # RFC 9110: optional whitespace around a field value is not part of it.
+        h = {k.lower(): v.strip(" \t") for k, v in headers.items()}
         if method.upper() != "POST":
             return _error_response(
                 RpcError(INVALID_REQUEST, "Method not allowed: this MCP endpoint accepts POST only", status=405),
@@ -271,12 +311,20 @@ class McpEngine:
 
         route = self._routes.get(method)
         modern = info.protocol_version in MODERN_VERSIONS
+        needs = self._route_capability.get(method)
+        if needs is not None and needs not in self.capabilities():
+            route = None
         if route is None or (modern and not route.modern) or (not modern and not route.legacy):
             return _error(
                 RpcError(METHOD_NOT_FOUND, f"Method not found: {method[:100]}", status=404 if modern else 200),
                 request_id,
             )
-        request = Request(method=method, params=params, info=info, caller=caller, downstream=downstream)
+        try:
+            log_level = _log_level(params) if modern else None
+        except RpcError as exc:
+            return _error(exc, request_id)
+        request = Request(method=method, params=params, info=info, caller=caller, downstream=downstream,
+                          log_level=log_level, headers=h)
         try:
             result = route.handler(request)
         except RpcError as exc:
@@ -351,15 +399,25 @@ class McpEngine:
 
     # -- methods -------------------------------------------------------------------
 
-    def capabilities(self) -> dict[str, Any]:
-        return {"tools": {"listChanged": False}}
+    def capabilities(self, *, legacy: bool = False) -> dict[str, Any]:
+        capabilities: dict[str, Any] = {"tools": {"listChanged": False}}
+        if len(self.resources):
+            capabilities["resources"] = {"subscribe": False, "listChanged": False}
+        if len(self.prompts):
+            capabilities["prompts"] = {"listChanged": False}
+        if len(self.prompts) or self.resources.template_definitions():
+            capabilities["completions"] = {}
+        if legacy:
+            # logging/setLevel is answered; no notifications/message is ever sent (JSON responses only).
+            capabilities["logging"] = {}
+        return capabilities
 
     def _initialize(self, request: Request) -> dict[str, Any]:
         requested = request.params.get("protocolVersion")
         version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY_VERSION
         result: dict[str, Any] = {
             "protocolVersion": version,
-            "capabilities": self.capabilities(),
+            "capabilities": self.capabilities(legacy=True),
             "serverInfo": self.server_info,
         }
         if self.instructions:
@@ -376,20 +434,265 @@ class McpEngine:
         return result
 
     def _tools_list(self, request: Request) -> dict[str, Any]:
-        if request.params.get("cursor") is not None:
-            # Every tool fits on one page, so no cursor this server issued exists.
-            raise RpcError(INVALID_PARAMS, "Invalid params: unknown cursor")
-        return {"tools": self.tools.definitions()}
+        return self._page(request, "tools", self.tools.definitions())
 
     def _tools_call(self, request: Request) -> dict[str, Any]:
         name = request.params.get("name")
         if not isinstance(name, str):
             raise RpcError(INVALID_PARAMS, "Invalid params: 'name' must be a string")
         arguments = request.params.get("arguments")
+        tool = self.tools.get(name)
+        if tool is None:
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}")
+        if request.modern:
+            _check_param_headers(tool.definition.get("inputSchema"), arguments, request.headers)
+
+        def run(ctx: ToolContext) -> dict[str, Any]:
+            try:
+                return self.tools.call(name, arguments, ctx)
+            except UnknownToolError:
+                raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}") from None
+
+        return self._with_input(request, f"tools/call:{name}", run)
+
+    def _set_level(self, request: Request) -> dict[str, Any]:
+        # Accepted and validated; there is no session to remember it in, and no notification
+        # stream to filter: this server never sends notifications/message.
+        if request.params.get("level") not in LOG_LEVELS:
+            raise RpcError(INVALID_PARAMS, "Invalid params: level must be one of " + ", ".join(LOG_LEVELS))
+        return {}
+
+    def _resources_list(self, request: Request) -> dict[str, Any]:
+        return self._page(request, "resources", self.resources.definitions())
+
+    def _templates_list(self, request: Request) -> dict[str, Any]:
+        return self._page(request, "resourceTemplates", self.resources.template_definitions())
+
+    def _resources_read(self, request: Request) -> dict[str, Any]:
+        uri = request.params.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise RpcError(INVALID_PARAMS, "Invalid params: 'uri' must be a string")
         try:
-            return self.tools.call(name, arguments, request.context())
-        except UnknownToolError:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}") from None
+            self.resources.resolve(uri)
+        except ResourceNotFound:
+            code = INVALID_PARAMS if request.modern else LEGACY_RESOURCE_NOT_FOUND
+            raise RpcError(code, "Resource not found", data={"uri": uri}) from None
+        return self._with_input(request, f"resources/read:{uri}", lambda ctx: self.resources.read(uri, ctx))
+
+    def _prompts_list(self, request: Request) -> dict[str, Any]:
+        return self._page(request, "prompts", self.prompts.definitions())
+
+    def _prompts_get(self, request: Request) -> dict[str, Any]:
+        name = request.params.get("name")
+        if not isinstance(name, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: 'name' must be a string")
+        if self.prompts.get_prompt(name) is None:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown prompt: {name[:128]}")
+        arguments = request.params.get("arguments")
+
+        def run(ctx: ToolContext) -> dict[str, Any]:
+            try:
+                return self.prompts.get(name, arguments, ctx)
+            except (UnknownPromptError, PromptArgumentError) as exc:
+                raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
+
+        return self._with_input(request, f"prompts/get:{name}", run)
+
+    def _complete(self, request: Request) -> dict[str, Any]:
+        ref = request.params.get("ref")
+        argument = request.params.get("argument")
+        if not isinstance(ref, dict) or not isinstance(argument, dict):
+            raise RpcError(INVALID_PARAMS, "Invalid params: 'ref' and 'argument' must be objects")
+        arg_name, value = argument.get("name"), argument.get("value")
+        if not isinstance(arg_name, str) or not isinstance(value, str):
+            raise RpcError(INVALID_PARAMS, "Invalid params: argument needs string 'name' and 'value'")
+        context = request.params.get("context")
+        given = context.get("arguments") if isinstance(context, dict) else None
+        given = {k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {}
+        kind = ref.get("type")
+        if kind == "ref/prompt":
+            target = ref.get("name")
+            if not isinstance(target, str) or self.prompts.get_prompt(target) is None:
+                raise RpcError(INVALID_PARAMS, "Invalid params: unknown prompt")
+        elif kind == "ref/resource":
+            target = ref.get("uri")
+            if not isinstance(target, str) or (
+                self.resources.get_template(target) is None
+                and not any(d["uri"] == target for d in self.resources.definitions())
+            ):
+                raise RpcError(INVALID_PARAMS, "Invalid params: unknown resource or template")
+        else:
+            raise RpcError(INVALID_PARAMS, "Invalid params: ref.type must be ref/prompt or ref/resource")
+        return {"completion": self.completions.complete(kind, target, arg_name, value, given)}
+
+    # -- pagination ----------------------------------------------------------------
+
+    def _page(self, request: Request, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """One page of a list result; cursors are opaque to clients (base64url JSON of the offset)."""
+        cursor = request.params.get("cursor")
+        start = 0
+        if cursor is not None:
+            start = _decode_cursor(cursor, key)
+            if start > len(items):
+                raise RpcError(INVALID_PARAMS, "Invalid params: unknown cursor")
+        end = start + self.page_size
+        result: dict[str, Any] = {key: items[start:end]}
+        if end < len(items):
+            result["nextCursor"] = _encode_cursor(key, end)
+        return result
+
+    # -- multi round-trip requests ------------------------------------------------------
+
+    def _with_input(
+        self, request: Request, binding: str, run: Callable[[ToolContext], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run a tool, prompt or resource function that may raise InputRequired (MRTR).
+
+        In 2026-07-28 the retry's inputResponses and verified requestState reach the function through
+        its context. Legacy revisions cannot carry either over stateless JSON: a function that asks
+        for input there is reported as needing a newer client.
+        """
+        subject = _subject(request.caller)
+        responses: Mapping[str, Any] = {}
+        state: Any = None
+        if request.modern:
+            responses = _input_responses(request.params)
+            token = request.params.get("requestState")
+            if token is not None:
+                try:
+                    state = self.request_state.open(token, binding=binding, subject=subject)
+                except StaleRequestState:
+                    # Sealed by another instance's (or a rotated) key: start the round trip again.
+                    log.info("Stale requestState for %s; asking again", binding.split(":", 1)[0])
+                    responses = {}
+                except InvalidRequestState as exc:
+                    raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
+        try:
+            return run(request.context(responses, state))
+        except InputRequired as signal:
+            if not request.modern:
+                return self._legacy_input_required(request, signal)
+            capabilities = request.info.client_capabilities
+            missing = [c for c in signal.required_capabilities() if not client_supports(capabilities, c)]
+            if missing:
+                raise RpcError(
+                    MISSING_CLIENT_CAPABILITY,
+                    "Missing required client capability: " + ", ".join(".".join(c) for c in missing),
+                    data={"requiredCapabilities": _capability_object(missing)},
+                    status=400,
+                ) from None
+            result: dict[str, Any] = {"resultType": "input_required"}
+            if signal.requests:
+                result["inputRequests"] = {key: r.to_json() for key, r in signal.requests.items()}
+            # Always sealed, even without function state: it binds the round to this caller and request.
+            result["requestState"] = self.request_state.seal(signal.state, binding=binding, subject=subject)
+            return result
+
+    def _legacy_input_required(self, request: Request, signal: InputRequired) -> dict[str, Any]:
+        what = ", ".join(sorted({r.method for r in signal.requests.values()})) or "a retry"
+        message = (f"This request needs input from the client ({what}), which protocol version "
+                   f"{request.info.protocol_version} cannot carry on this stateless server. "
+                   "Use a client that speaks MCP 2026-07-28.")
+        if request.method == "tools/call":
+            return {"content": [{"type": "text", "text": message}], "isError": True}
+        raise RpcError(INVALID_REQUEST, message)
+
+
+def _header_params(schema: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+    """(property path, x-mcp-header name, property type) for each parameter mirrored into a header.
+
+    Only chains of ``properties`` count (2026-07-28 streamable HTTP, "Custom Headers from Tool Parameters").
+    """
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return
+    for key, prop in properties.items():
+        if not isinstance(prop, dict):
+            continue
+        header = prop.get("x-mcp-header")
+        if isinstance(header, str) and header:
+            yield (*path, key), header, prop.get("type")
+        yield from _header_params(prop, (*path, key))
+
+
+def _check_param_headers(schema: Any, arguments: Any, h: Mapping[str, str]) -> None:
+    """Mcp-Param-{Name} headers must mirror the body's values (400, -32020, on any mismatch)."""
+    for path, header, kind in _header_params(schema):
+        value: Any = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        raw = h.get("mcp-param-" + header.lower())
+        if value is None:
+            continue  # The client omits the header for absent or null values.
+        if raw is None:
+            raise _mismatch(f"the Mcp-Param-{header} header is required")
+        if any(not (c == "\t" or " " <= c <= "~") for c in raw):
+            raise _mismatch(f"the Mcp-Param-{header} header contains invalid characters")
+        decoded = decode_header_value(raw)
+        if decoded is None:
+            raise _mismatch(f"the Mcp-Param-{header} header is malformed")
+        if isinstance(value, bool):
+            matches = decoded == ("true" if value else "false")
+        elif isinstance(value, int) and kind != "string":
+            try:
+                matches = float(decoded) == value
+            except ValueError:
+                matches = False
+        else:
+            matches = isinstance(value, str) and decoded == value
+        if not matches:
+            raise _mismatch(f"the Mcp-Param-{header} header does not match the body")
+
+
+def _log_level(params: Mapping[str, Any]) -> str | None:
+    meta = params.get("_meta")
+    level = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+    if level is not None and level not in LOG_LEVELS:
+        raise RpcError(INVALID_PARAMS, f"Invalid params: {META_LOG_LEVEL} must be one of " + ", ".join(LOG_LEVELS),
+                       status=400)
+    return level
+
+
+def _input_responses(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "inputResponses" not in params:
+        return {}
+    responses = params["inputResponses"]
+    if not isinstance(responses, dict) or not all(isinstance(v, dict) for v in responses.values()):
+        raise RpcError(INVALID_PARAMS, "Invalid params: inputResponses must map keys to result objects")
+    return responses
+
+
+def _subject(caller: Caller) -> str:
+    """Who requestState is bound to: the caller's tenant and object ID (sub for callers without oid)."""
+    claims = getattr(caller, "claims", None) or {}
+    return f"{claims.get('tid', '')}/{claims.get('oid') or claims.get('sub', '')}"
+
+
+def _capability_object(paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    required: dict[str, Any] = {}
+    for path in paths:
+        node = required
+        for part in path:
+            node = node.setdefault(part, {})
+    return required
+
+
+def _encode_cursor(kind: str, offset: int) -> str:
+    raw = json.dumps({"k": kind, "o": offset}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode_cursor(cursor: Any, kind: str) -> int:
+    try:
+        if not isinstance(cursor, str) or len(cursor) > 200:
+            raise ValueError
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = data["o"]
+        if data["k"] != kind or type(offset) is not int or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise RpcError(INVALID_PARAMS, "Invalid params: unknown cursor") from None
 
 
 def decode_header_value(value: str) -> str | None:

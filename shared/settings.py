@@ -12,8 +12,10 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from .request_state import decode_key
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_REQUIRED_SCOPES = ("user_impersonation",)
@@ -31,12 +33,14 @@ OPTIONAL_SETTINGS = (
     "OBO_CLIENT_CERTIFICATE_PASSWORD",
     "OBO_CLIENT_SECRET",
     "GRAPH_API_BASE_URL",
+    "MCP_REQUEST_STATE_KEY",
 )
 SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 
 # Entra tenant names like "common" or "organizations" would accept tokens from any
 # tenant, so only a concrete tenant GUID is allowed.
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
 class SettingsError(ValueError):
@@ -89,6 +93,8 @@ class Settings:
     website_hostname: str | None = None
     obo: OboCredentialSettings = OboCredentialSettings()
     graph_api_base_url: str = DEFAULT_GRAPH_API_BASE_URL
+    # HMAC key for MRTR requestState, shared by all instances; None: a per-process random key.
+    request_state_key: bytes | None = field(default=None, repr=False)
 
     @property
     def issuer(self) -> str:
@@ -132,6 +138,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         guid = _guid(item, "ENTRA_ALLOWED_CLIENT_IDS", problems)
         if guid:
             allowed.add(guid)
+    if not allowed and get("ENTRA_ALLOWED_CLIENT_IDS"):
+        # Only separators: an empty allow-list would silently refuse every caller.
+        problems.setdefault("ENTRA_ALLOWED_CLIENT_IDS", "lists no client ID")
 
     app_id_uri = get("ENTRA_APP_ID_URI") or (f"api://{client_id}" if client_id else "")
     if get("ENTRA_APP_ID_URI"):
@@ -185,6 +194,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if urlsplit(graph).scheme != "https":
         problems["GRAPH_API_BASE_URL"] = "must be an https:// URL"
 
+    request_state_key = None
+    if get("MCP_REQUEST_STATE_KEY"):
+        try:
+            request_state_key = decode_key(get("MCP_REQUEST_STATE_KEY"))
+        except ValueError as exc:
+            problems["MCP_REQUEST_STATE_KEY"] = str(exc)
+
     if problems:
         raise SettingsError(problems)
 
@@ -200,11 +216,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         website_hostname=get("WEBSITE_HOSTNAME").lower() or None,
         obo=obo,
         graph_api_base_url=graph,
+        request_state_key=request_state_key,
     )
 
 
 def is_loopback_host(host: str) -> bool:
     """True for localhost and loopback IP literals (with or without a port)."""
+    # The request's own origin is built from a loopback Host and published (challenge, PRM), so
+    # anything that is not plain host[:port] syntax (userinfo, path, quotes) must not pass.
+    if not _HOST_RE.fullmatch(host):
+        return False
     name = _strip_port(host).strip("[]").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -241,6 +262,8 @@ def _optional_guid(value: str, name: str, problems: dict[str, str]) -> str | Non
 def _origin(value: str, name: str, problems: dict[str, str], *, https_only: bool = True) -> str | None:
     parts = urlsplit(value.rstrip("/"))
     ok = parts.scheme in ("https", "http") and bool(parts.hostname) and not parts.path and not parts.query
+    # No userinfo, no fragment, a numeric port: the value must be exactly an origin.
+    ok = ok and bool(_HOST_RE.fullmatch(parts.netloc)) and not parts.fragment
     if ok and parts.scheme == "http" and (https_only and not is_loopback_host(parts.netloc)):
         ok = False
     if not ok:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 
+from .mrtr import InputRequest, InputRequired, client_supports, elicit_url
 from .schema import Converter, add_default, converter_for, schema_for, validate
 
 __all__ = [
@@ -110,6 +111,18 @@ class ToolContext:
     request: RequestInfo
     downstream: DownstreamAuth | None = None
     log: logging.Logger = _LOG
+    # Multi round-trip requests (2026-07-28, see shared.mrtr): the client's answers to the previous
+    # round's InputRequired, by key, and the state that round saved (verified by the engine).
+    input_responses: Mapping[str, Any] = field(default_factory=dict)
+    state: Any = None
+    # The client's per-request minimum log level (2026-07-28 io.modelcontextprotocol/logLevel), or None.
+    log_level: str | None = None
+
+    def can_ask(self, request: InputRequest) -> bool:
+        """Whether raising InputRequired with ``request`` is allowed: 2026-07-28 and a declared capability."""
+        return self.request.protocol_version >= "2026-07-28" and client_supports(
+            self.request.client_capabilities, request.capability
+        )
 
     def downstream_token(self, *scopes: str) -> str:
         """A token for a downstream API, e.g. ``ctx.downstream_token("https://graph.microsoft.com/User.Read")``.
@@ -368,10 +381,14 @@ class ToolRegistry:
             if inspect.isawaitable(value):
                 value = _run_awaitable(value)
             return _to_result(tool, value, ctx.log)
+        except UrlElicitationRequired as exc:
+            if ctx.can_ask(request := elicit_url(exc.message, exc.url)):
+                raise InputRequired({"url_elicitation": request}) from None
+            return _error(str(exc))
         except ToolError as exc:
             return _error(str(exc) or f"Tool '{name}' failed.")
-        except AuthorizationChallenge:
-            raise  # Run-time step-up: the pipeline turns it into a 403 challenge.
+        except (AuthorizationChallenge, InputRequired):
+            raise  # Run-time step-up (403 challenge) or a request for client input (InputRequiredResult).
         except _OutputMismatch:
             return _error(f"Tool '{name}' failed with an internal error.")  # already logged, without a traceback
         except Exception:

@@ -49,7 +49,7 @@ def test_sdk_client_lists_and_calls_whoami(served: FunctionsHarness, fake_entra:
     version, tools, result = _run(served.url + "/mcp", token, mode, action)
 
     assert version == ("2026-07-28" if mode == "auto" else "2025-11-25")
-    assert [t.name for t in tools.tools] == ["whoami"]
+    assert [t.name for t in tools.tools] == ["whoami", "get_my_profile"]  # tools.py order
     assert tools.tools[0].annotations.read_only_hint is True
     assert result.is_error is False
     identity = result.structured_content

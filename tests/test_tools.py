@@ -900,7 +900,7 @@ def test_whoami_v1_appid_and_missing_claims() -> None:
 def test_whoami_definition() -> None:
     import tools as forker_tools
 
-    [definition] = forker_tools.tools.definitions()
+    definition = forker_tools.tools.definitions()[0]
     assert definition["name"] == "whoami"
     assert definition["annotations"] == {"title": "Who am I", "readOnlyHint": True, "openWorldHint": False}
     assert definition["inputSchema"] == {"type": "object", "properties": {}, "additionalProperties": False}
