@@ -56,6 +56,10 @@ param maximumInstanceCount int = 100
 @minValue(0)
 param alwaysReadyInstanceCount int = 0
 
+@secure()
+@description('HMAC key (base64, 32+ bytes) sealing MCP multi round-trip requestState so any instance can verify it. The default is new on every deployment, which only restarts round trips in flight.')
+param requestStateKey string = base64('${newGuid()}${newGuid()}')
+
 @description('Resource group name; empty for rg-{environmentName}.')
 param resourceGroupName string = ''
 
@@ -173,6 +177,7 @@ module appSettings 'modules/app-settings.bicep' = {
     allowedClientIds: allowedClientApplicationIds
     appIdUri: entraApp.outputs.appIdUri
     publicBaseUrl: hasCustomDomain ? publicBaseUrl : ''
+    requestStateKey: requestStateKey
   }
 }
 

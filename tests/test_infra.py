@@ -38,7 +38,7 @@ MCP_JSON = ROOT / ".vscode" / "mcp.json"
 KNOWN_SETTINGS = frozenset(SETTING_NAMES)
 # Settings the deployed app must have beyond the required ones: the audience URI of the
 # api://{tenant}/{name} identifier and the secretless on-behalf-of identity.
-DEPLOYED_SETTINGS = (*REQUIRED_SETTINGS, "ENTRA_APP_ID_URI", "OBO_MANAGED_IDENTITY_CLIENT_ID")
+DEPLOYED_SETTINGS = (*REQUIRED_SETTINGS, "ENTRA_APP_ID_URI", "OBO_MANAGED_IDENTITY_CLIENT_ID", "MCP_REQUEST_STATE_KEY")
 # Prefixes of the code's own settings (as opposed to platform settings).
 CODE_SETTING_PREFIXES = ("ENTRA_", "MCP_", "OBO_", "GRAPH_")
 PLATFORM_SETTINGS = frozenset(

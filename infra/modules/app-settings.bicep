@@ -3,7 +3,9 @@
 // whole settings collection, so everything the app needs must be listed here.
 // Deliberately absent: FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION (Flex sets
 // the runtime from functionAppConfig), AZURE_CLIENT_ID (azure-identity would pick it up
-// implicitly; the code passes OBO_MANAGED_IDENTITY_CLIENT_ID explicitly), any secret.
+// implicitly; the code passes OBO_MANAGED_IDENTITY_CLIENT_ID explicitly), any credential.
+// The one generated value, MCP_REQUEST_STATE_KEY, is not a credential: it lets every instance
+// verify the integrity of the requestState it hands to clients between MCP round trips.
 
 @description('Function app name.')
 param functionAppName string
@@ -32,6 +34,10 @@ param appIdUri string
 @description('Public https:// origin when a custom domain is used; empty to use the Azure host name.')
 param publicBaseUrl string = ''
 
+@secure()
+@description('HMAC key for MCP requestState (base64).')
+param requestStateKey string
+
 resource site 'Microsoft.Web/sites@2024-11-01' existing = {
   name: functionAppName
 }
@@ -51,6 +57,7 @@ var mcpSettings = {
   ENTRA_APP_ID_URI: appIdUri
   // Secretless on-behalf-of: the managed identity's token is the app registration's client assertion.
   OBO_MANAGED_IDENTITY_CLIENT_ID: identityClientId
+  MCP_REQUEST_STATE_KEY: requestStateKey
 }
 
 // Without a custom domain the code derives its public URL from WEBSITE_HOSTNAME.
