@@ -7,6 +7,7 @@ an error that names it.
 
 import azure.functions as func
 
+from shared.consent import consent_page
 from shared.functions_http import serve
 from shared.pipeline import McpServer
 from tools import tools
@@ -34,3 +35,9 @@ def protected_resource_metadata(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route=".well-known/oauth-protected-resource", methods=["GET", "OPTIONS"])
 def protected_resource_metadata_root(req: func.HttpRequest) -> func.HttpResponse:
     return serve(lambda request: server.handle_metadata(request, root=True), req)
+
+
+# Where Entra sends the user back after a downstream-API consent prompt (docs/obo.md).
+@app.route(route="consent", methods=["GET"])
+def consent(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(consent_page, req)

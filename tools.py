@@ -8,6 +8,7 @@ Raise ``ToolError("...")`` to tell the model what went wrong.
 
 from typing import TypedDict
 
+from shared import graph
 from shared.tools import ToolAnnotations, ToolContext, ToolRegistry
 
 tools = ToolRegistry()
@@ -33,4 +34,27 @@ def whoami(ctx: ToolContext) -> Identity:
         tid=claims.get("tid", ""),
         scopes=sorted(ctx.caller.scopes),
         client_app_id=claims.get("azp") or claims.get("appid", ""),
+    )
+
+
+class Profile(TypedDict):
+    display_name: str
+    user_principal_name: str
+    mail: str | None
+    job_title: str | None
+    office_location: str | None
+
+
+@tools.tool(annotations=ToolAnnotations(title="My profile", read_only_hint=True, open_world_hint=True))
+def get_my_profile(ctx: ToolContext) -> Profile:
+    """Return the signed-in user's Microsoft 365 profile (name, email, job title, office) from Microsoft Graph."""
+    # On behalf of the caller: Graph sees a token this server obtained for User.Read, never the caller's own.
+    me = graph.get(ctx, "/me", scopes=["User.Read"],
+                   params={"$select": "displayName,userPrincipalName,mail,jobTitle,officeLocation"})
+    return Profile(
+        display_name=me.get("displayName") or "",
+        user_principal_name=me.get("userPrincipalName") or "",
+        mail=me.get("mail"),
+        job_title=me.get("jobTitle"),
+        office_location=me.get("officeLocation"),
     )

@@ -35,19 +35,24 @@ from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
+import jwt
 import trustme
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 __all__ = [
     "AZURE_CLI_CLIENT_ID",
+    "JWT_BEARER_GRANT",
     "VSCODE_CLIENT_ID",
     "FailMode",
     "FakeEntra",
+    "aadsts_error",
     "b64url",
     "foreign_private_key",
     "rsa_key",
+    "shared_ca",
 ]
 
 # Well-known first-party public client IDs (see NOTES.md §3): VS Code and the Azure CLI.
@@ -55,6 +60,12 @@ VSCODE_CLIENT_ID = "aebc6443-996d-45c2-90f0-388ff96faa56"
 AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
 FailMode = Literal["503", "reset", "slow"]
+
+# The OAuth 2.0 grant and client-assertion types of the on-behalf-of request (RFC 7523).
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_BEARER_CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Scopes MSAL adds to every request; they name no resource.
+_OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 
 # Deterministic object IDs: tests can compute the expected `oid` for a user name without asking the fake.
 _OID_NAMESPACE = uuid.UUID("6f0d4a52-3c55-4d0e-9a43-6c1f3f3b7a10")
@@ -115,6 +126,11 @@ def _shared_ca() -> trustme.CA:
         if _ca is None:
             _ca = trustme.CA(organization_name="FakeEntra throwaway test CA")
         return _ca
+
+
+def shared_ca() -> trustme.CA:
+    """The process-wide throwaway CA, for other fake HTTPS services (fake Graph) the product must trust too."""
+    return _shared_ca()
 
 
 def _public_numbers(key: rsa.RSAPrivateKey) -> rsa.RSAPublicNumbers:
@@ -208,17 +224,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._handle_get(self)
 
     def do_POST(self) -> None:
-        # Drain the body so the client is not cut off mid-upload, then say the endpoint is not implemented here.
+        # Read the body (bounded) so the client is not cut off mid-upload; the token endpoint parses it as a form.
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 1 << 20))
+        self.body = self.rfile.read(min(length, 1 << 20)) if length else b""
         self.server.fake._handle_post(self)
 
-    def send_json(self, status: int, body: Any, *, cache: bool = False) -> None:
+    def send_json(
+        self, status: int, body: Any, *, cache: bool = False, headers: Mapping[str, str] | None = None
+    ) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         # Entra lets clients cache discovery and keys for a day; mirror it so header-aware caches behave as in prod.
         self.send_header("Cache-Control", "max-age=86400, private" if cache else "no-store, no-cache")
         self.end_headers()
@@ -270,6 +289,16 @@ class FakeEntra:
         # malformed or surprising provider answers.
         self.jwks_override: Any = None
         self.discovery_override: Any = None
+
+        # Token endpoint (on-behalf-of). Every POST's form fields are recorded; canned answers are served first (FIFO),
+        # then the endpoint behaves like Entra: it checks the user assertion and issues a downstream token.
+        self._token_requests: list[dict[str, str]] = []
+        self._token_responses: list[tuple[int, Any, dict[str, str], float]] = []
+        self._token_delay_seconds = 0.0
+        self._consent_required: set[str] = set()
+        self._issued_obo_tokens: list[str] = []
+        self.expected_client_secret: str | None = None  # when set, client_secret requests must match it
+        self.obo_token_lifetime = 3600
 
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -466,6 +495,13 @@ class FakeEntra:
             self.discovery_override = None
             self._jwks_fetches = 0
             self._discovery_fetches = 0
+            self._token_requests = []
+            self._token_responses = []
+            self._token_delay_seconds = 0.0
+            self._consent_required = set()
+            self._issued_obo_tokens = []
+            self.expected_client_secret = None
+            self.obo_token_lifetime = 3600
             if keys:
                 self._keys = [_Key(rsa_key(0))]
                 self._next_pool_index = 1
@@ -575,17 +611,147 @@ class FakeEntra:
             body = self.discovery_document()
         handler.send_json(200, body, cache=True)
 
+    # ---- token endpoint (on-behalf-of) -----------------------------------------------------------------------------
+    @property
+    def token_requests(self) -> list[dict[str, str]]:
+        """Form fields of every POST to the token endpoint so far, oldest first (copies)."""
+        with self._cond:
+            return [dict(r) for r in self._token_requests]
+
+    @property
+    def obo_calls(self) -> int:
+        """How many on-behalf-of requests reached the token endpoint (answered or not)."""
+        with self._cond:
+            return sum(1 for r in self._token_requests if r.get("requested_token_use") == "on_behalf_of")
+
+    @property
+    def issued_obo_tokens(self) -> list[str]:
+        """Every downstream access token this tenant issued through on-behalf-of."""
+        with self._cond:
+            return list(self._issued_obo_tokens)
+
+    @property
+    def token_delay_seconds(self) -> float:
+        with self._cond:
+            return self._token_delay_seconds
+
+    @token_delay_seconds.setter
+    def token_delay_seconds(self, seconds: float) -> None:
+        """Delay every token-endpoint answer (a slow Entra); counted requests arrive before the delay."""
+        with self._cond:
+            self._token_delay_seconds = float(seconds)
+
+    def queue_token_response(
+        self, status: int, body: Any, *, headers: Mapping[str, str] | None = None, delay: float = 0.0, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` token requests with this canned response (after ``delay`` seconds)."""
+        with self._cond:
+            self._token_responses.extend([(status, body, dict(headers or {}), delay)] * times)
+
+    def require_consent(self, *scopes: str) -> None:
+        """On-behalf-of requests for any of these scopes fail with AADSTS65001 until grant_consent()."""
+        with self._cond:
+            self._consent_required.update(scopes)
+
+    def grant_consent(self, *scopes: str) -> None:
+        with self._cond:
+            self._consent_required.difference_update(scopes)
+
     def _handle_post(self, handler: _Handler) -> None:
-        # The token endpoint (OBO, client credentials) is not implemented yet; answer like Entra would for a grant it
-        # cannot serve rather than hanging or 404-ing with HTML.
-        handler.send_json(
-            400,
-            {
-                "error": "unsupported_grant_type",
-                "error_description": "FakeEntra: the token endpoint is not implemented",
-                "error_codes": [70003],
-            },
-        )
+        path = handler.path.split("?", 1)[0]
+        parts = path.strip("/").split("/")
+        if len(parts) != 4 or parts[1:] != ["oauth2", "v2.0", "token"]:
+            handler.send_json(404, {"error": "not_found", "error_description": "FakeEntra: no such endpoint"})
+            return
+        if parts[0] != self.tenant_id:
+            handler.send_json(400, _tenant_not_found(parts[0]))
+            return
+        form = dict(parse_qsl(handler.body.decode("utf-8", "replace"), keep_blank_values=True))
+        with self._cond:
+            self._token_requests.append(form)
+            canned = self._token_responses.pop(0) if self._token_responses else None
+            delay = self._token_delay_seconds
+            self._cond.notify_all()
+        if delay:
+            time.sleep(delay)
+        if canned is not None:
+            status, body, headers, canned_delay = canned
+            time.sleep(canned_delay)
+            handler.send_json(status, body, headers=headers)
+            return
+        if form.get("grant_type") != JWT_BEARER_GRANT or form.get("requested_token_use") != "on_behalf_of":
+            # Only the on-behalf-of grant is implemented; answer like Entra does for a grant it cannot serve.
+            handler.send_json(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "FakeEntra: only the on-behalf-of grant is implemented",
+                    "error_codes": [70003],
+                },
+            )
+            return
+        status, body = self._on_behalf_of(form)
+        handler.send_json(status, body)
+
+    def _on_behalf_of(self, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        client_id = form.get("client_id", "")
+        if form.get("client_assertion_type") == JWT_BEARER_CLIENT_ASSERTION and form.get("client_assertion"):
+            pass  # tests inspect the recorded assertion themselves
+        elif "client_secret" in form:
+            expected = self.expected_client_secret
+            if expected is not None and not hmac.compare_digest(form["client_secret"], expected):
+                return 401, aadsts_error(7000215, "invalid_client", "Invalid client secret provided.")
+        else:
+            return 401, aadsts_error(7000218, "invalid_client", "The request body must contain 'client_assertion' "
+                                     "or 'client_secret'.")
+        try:
+            header = jwt.get_unverified_header(form.get("assertion", ""))
+            key = self._key(header.get("kid", "")).private_key.public_key()
+            user = jwt.decode(form["assertion"], key, algorithms=["RS256"], options={"verify_aud": False})
+        except jwt.ExpiredSignatureError:
+            return 400, aadsts_error(500133, "invalid_grant", "Assertion is not within its valid time range.")
+        except (jwt.PyJWTError, KeyError):
+            return 400, aadsts_error(50013, "invalid_grant", "Assertion failed signature validation.")
+        if user.get("aud") != client_id:
+            return 400, aadsts_error(50013, "invalid_grant", "Assertion audience does not match the Client app "
+                                     "presenting the assertion.")
+        scopes = [s for s in form.get("scope", "").split() if s not in _OIDC_SCOPES]
+        resources = {s.rsplit("/", 1)[0] for s in scopes if "/" in s}
+        if len(resources) != 1 or len(scopes) != len([s for s in scopes if "/" in s]):
+            return 400, aadsts_error(70011, "invalid_scope", "The provided value for the input parameter 'scope' is "
+                                     "not valid.")
+        with self._cond:
+            missing = self._consent_required.intersection(scopes)
+            lifetime = self.obo_token_lifetime
+        if missing:
+            body = aadsts_error(65001, "invalid_grant", f"The user or administrator has not consented to use the "
+                                f"application with ID '{client_id}'. Send an interactive authorization request for "
+                                "this user and resource.", suberror="consent_required")
+            return 400, body
+        now = int(time.time())
+        user_claims = {k: user[k] for k in ("oid", "tid", "name", "preferred_username") if k in user}
+        access_token = self.sign({
+            "aud": resources.pop(), "iss": self.issuer, "iat": now, "nbf": now, "exp": now + lifetime,
+            "azp": client_id, "scp": " ".join(s.rsplit("/", 1)[1] for s in scopes), "idtyp": "user",
+            "uti": b64url(uuid.uuid4().bytes)[:22], "ver": "2.0", **user_claims,
+        })
+        id_token = self.sign({
+            "aud": client_id, "iss": self.issuer, "iat": now, "nbf": now, "exp": now + lifetime,
+            "sub": user.get("sub", ""), "ver": "2.0", **user_claims,
+        })
+        with self._cond:
+            self._issued_obo_tokens.append(access_token)
+        client_info = {"uid": user.get("oid", ""), "utid": user.get("tid", "")}
+        return 200, {
+            "token_type": "Bearer",
+            "scope": " ".join(scopes),
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+            "refresh_token": "fake-refresh-" + b64url(uuid.uuid4().bytes),
+            "id_token": id_token,
+            "client_info": b64url(json.dumps(client_info).encode()),
+        }
 
     # ---- token minting ----------------------------------------------------------------------------------------
     @staticmethod
@@ -767,6 +933,27 @@ def _apply(payload: dict[str, Any], claims: Mapping[str, Any] | None, remove: It
     for name in remove:
         payload.pop(name, None)
     return payload
+
+
+def aadsts_error(
+    code: int, error: str, description: str, *, suberror: str | None = None, claims: str | None = None
+) -> dict[str, Any]:
+    """An Entra token-endpoint error body, e.g. aadsts_error(65001, "invalid_grant", "...", suberror=...)."""
+    body: dict[str, Any] = {
+        "error": error,
+        "error_description": f"AADSTS{code}: {description} Trace ID: {uuid.uuid4()} "
+        f"Correlation ID: {uuid.uuid4()} Timestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",
+        "error_codes": [code],
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "trace_id": str(uuid.uuid4()),
+        "correlation_id": str(uuid.uuid4()),
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+    if suberror:
+        body["suberror"] = suberror
+    if claims:
+        body["claims"] = claims
+    return body
 
 
 def _tenant_not_found(tenant: str) -> dict[str, Any]:

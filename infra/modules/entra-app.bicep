@@ -72,7 +72,7 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
       }
     ]
   }
-  // Declares the downstream permission the on-behalf-of flow asks for (the sample whoami
+  // Declares the downstream permission the on-behalf-of flow asks for (the sample get_my_profile
   // tool reads the user's profile); declaring it does not grant it.
   requiredResourceAccess: [
     {
