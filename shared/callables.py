@@ -7,16 +7,13 @@ are always strings on the wire, so their functions take ``str`` parameters plus 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import inspect
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .tools import ToolContext, _parse_docstring
+from .tools import ToolContext, parse_docstring, run_awaitable
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ class Signature:
 def read_signature(func: Callable[..., Any], where: str, description: str | None) -> Signature:
     if not callable(func):
         raise TypeError(f"{where}: needs a function, got {type(func).__name__}")
-    summary, arg_docs = _parse_docstring(func.__doc__)
+    summary, arg_docs = parse_docstring(func.__doc__)
     try:
         hints = typing.get_type_hints(func)
     except Exception as exc:
@@ -63,17 +60,3 @@ def invoke(func: Callable[..., Any], signature: Signature, arguments: Mapping[st
     if inspect.isawaitable(value):
         value = run_awaitable(value)
     return value
-
-
-def run_awaitable(awaitable: Any) -> Any:
-    async def run() -> Any:
-        return await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(run())
-    # Inside a running loop (an async host): run on a worker thread, keeping context variables.
-    context = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, run()).result()

@@ -379,7 +379,7 @@ class ToolRegistry:
             kwargs.update((param, ctx) for param in tool.context_params)
             value = tool.func(**kwargs)
             if inspect.isawaitable(value):
-                value = _run_awaitable(value)
+                value = run_awaitable(value)
             return _to_result(tool, value, ctx.log)
         except UrlElicitationRequired as exc:
             if ctx.can_ask(request := elicit_url(exc.message, exc.url)):
@@ -407,7 +407,7 @@ def _error(message: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
-def _run_awaitable(awaitable: Any) -> Any:
+def run_awaitable(awaitable: Any) -> Any:
     async def run() -> Any:
         return await awaitable
 
@@ -498,7 +498,7 @@ def _build_tool(
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"Invalid tool name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . -")
     where = f"Tool {name!r}"
-    summary, arg_docs = _parse_docstring(func.__doc__)
+    summary, arg_docs = parse_docstring(func.__doc__)
     description = inspect.cleandoc(description) if description else summary
     if not description:
         raise ValueError(f"{where} has no description: write a docstring (the model reads it to choose tools)")
@@ -610,7 +610,7 @@ def _tokens(where: str, kind: str, values: Iterable[str]) -> tuple[str, ...]:
     return tuple(result)
 
 
-def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     """Split a docstring into the description (everything before "Args:") and Google-style parameter docs."""
     if not doc:
         return "", {}
