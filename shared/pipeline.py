@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -119,32 +119,34 @@ class McpServer:
 
     def handle_mcp(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        principal: Principal | None = None
+        seen: list[Principal] = []
         response: HttpResponse
         try:
-            response, principal = self._handle_mcp(request)
+            response = self._handle_mcp(request, seen)
         except Exception:
             log.exception("Unhandled error while serving /mcp")
             response = HttpResponse(500, {"Content-Type": _JSON}, error_body(-32603, "Internal error"))
-        self._log(request, response, principal, started)
+        self._log(response, seen[0] if seen else None, started)
         return response
 
-    def _handle_mcp(self, request: HttpRequest) -> tuple[HttpResponse, Principal | None]:
+    def _handle_mcp(self, request: HttpRequest, seen: list[Principal]) -> HttpResponse:
+        """Serve /mcp; the verified caller is appended to ``seen`` (for the log, even on failure)."""
         base = self.public_base(request)
         if base is None:
-            return _refuse(421, "Misdirected Request: unknown Host"), None
+            return _refuse(421, "Misdirected Request: unknown Host")
         cors = self._cors_headers(request, base)
         if cors is None:
-            return _refuse(403, "Forbidden: Origin not allowed"), None
+            return _refuse(403, "Forbidden: Origin not allowed")
         if request.method.upper() == "OPTIONS":
             return HttpResponse(204, {**cors, "Access-Control-Allow-Methods": "POST",
                                       "Access-Control-Allow-Headers": _CORS_ALLOW_HEADERS,
-                                      "Access-Control-Max-Age": "600"}), None
+                                      "Access-Control-Max-Age": "600"})
 
         outcome = self._authenticate(request, base)
         if isinstance(outcome, HttpResponse):
-            return _with(outcome, cors), None
+            return _with(outcome, cors)
         principal, token = outcome
+        seen.append(principal)
         downstream = self._downstream(
             token, public_base=base, expires_at=principal.claims.get("exp"),
             login_hint=principal.preferred_username or None,
@@ -153,14 +155,17 @@ class McpServer:
             response = self.engine.handle(request.method, request.headers, request.body,
                                           caller=principal, downstream=downstream)
         except InsufficientScopeError as exc:
-            response = self._tool_forbidden(base, exc)
+            response = replace(self._tool_forbidden(base, exc), rpc=exc.rpc)
         except ClaimsChallengeError as exc:
             # Entra's OBO guidance: hand the claims challenge back to the client, which
             # signs the user in again with these claims and retries.
             log.warning("Tool call needs a new sign-in (claims challenge)")
-            response = self._challenge(401, prm.metadata_url(base), self.settings.full_scopes,
-                                       "insufficient_claims", "additional sign-in requirements", claims=exc.claims)
-        return _with(response, cors), principal
+            response = replace(
+                self._challenge(401, prm.metadata_url(base), self.settings.full_scopes, "insufficient_claims",
+                                "additional sign-in requirements", claims=exc.claims),
+                rpc=exc.rpc,
+            )
+        return _with(response, cors)
 
     def _authenticate(self, request: HttpRequest, base: str) -> HttpResponse | tuple[Principal, str]:
         metadata = prm.metadata_url(base)
@@ -256,26 +261,35 @@ class McpServer:
                     "Vary": "Origin"}
         return None
 
-    def _log(self, request: HttpRequest, response: HttpResponse, principal: Principal | None, started: float) -> None:
+    def _log(self, response: HttpResponse, principal: Principal | None, started: float) -> None:
         rpc = response.rpc or {}
+        fields = {
+            "mcp_method": _loggable(rpc.get("method")),
+            "mcp_tool": _loggable(rpc.get("name")),
+            "caller_oid": principal.oid if principal else "-",
+            "caller_client_app": principal.client_app_id if principal else "-",
+            "http_status": response.status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        # One line per request. The text is what the Functions host forwards to Application
+        # Insights; the flat ``extra`` keys become attributes under OpenTelemetry handlers.
         log.info(
-            "mcp request method=%s tool=%s oid=%s client=%s status=%d duration_ms=%.1f",
-            rpc.get("method", "-"), rpc.get("name", "-"),
-            principal.oid if principal else "-", principal.client_app_id if principal else "-",
-            response.status, (time.perf_counter() - started) * 1000,
-            extra={"custom_dimensions": {
-                "mcp.method": rpc.get("method"), "mcp.tool": rpc.get("name"),
-                "caller.oid": principal.oid if principal else None,
-                "caller.client_app": principal.client_app_id if principal else None,
-                "http.status": response.status,
-            }},
+            "mcp request method=%(mcp_method)s tool=%(mcp_tool)s oid=%(caller_oid)s "
+            "client=%(caller_client_app)s status=%(http_status)d duration_ms=%(duration_ms).1f",
+            fields, extra=fields,
         )
-
 
 def _with(response: HttpResponse, headers: Mapping[str, str]) -> HttpResponse:
     if not headers:
         return response
     return HttpResponse(response.status, {**response.headers, **headers}, response.body, response.rpc)
+
+
+def _loggable(value: str | None) -> str:
+    """Caller-chosen text (method, tool name) made safe for a log line: no control characters, bounded."""
+    if not value:
+        return "-"
+    return "".join(ch if ch.isprintable() and ch != " " else "?" for ch in value[:100])
 
 
 def _refuse(status: int, message: str) -> HttpResponse:

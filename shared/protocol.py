@@ -237,8 +237,13 @@ class McpEngine:
 
         if isinstance(message, list):
             return self._handle_batch(message, h, caller, downstream)
-        status, payload = self._handle_message(message, h, caller, downstream)
         rpc = _describe(message)
+        try:
+            status, payload = self._handle_message(message, h, caller, downstream)
+        except AuthorizationChallenge as challenge:
+            # Let the caller's log line still say which method and tool asked for more.
+            challenge.rpc = rpc
+            raise
         if payload is None:
             return HttpResponse(status=status, rpc=rpc)
         return HttpResponse(status=status, headers=dict(JSON_HEADERS), body=_dumps(payload), rpc=rpc)
@@ -762,5 +767,6 @@ def error_body(code: int, message: str) -> bytes:
 
 
 def _dumps(payload: Any) -> bytes:
-    # default=str: a tool returning an odd value must never turn into a 500.
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+    # default=str: a tool returning an odd value must never turn into a 500. ensure_ascii: a lone
+    # surrogate echoed from the request (an id, a name) has no UTF-8 form but does have a JSON escape.
+    return json.dumps(payload, separators=(",", ":"), default=str).encode("ascii")

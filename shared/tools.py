@@ -204,6 +204,9 @@ class AuthorizationChallenge(Exception):
     the pipeline can answer with the right status and ``WWW-Authenticate`` header.
     """
 
+    # What was being called (method, name), filled in by the protocol engine for the request log.
+    rpc: Mapping[str, str] | None = None
+
 
 class InsufficientScopeError(AuthorizationChallenge):
     """The caller lacks scopes or app roles the tool needs (the pipeline answers HTTP 403 insufficient_scope).
