@@ -839,7 +839,7 @@ def _everything_logged(caplog: pytest.LogCaptureFixture) -> str:
         parts.append(record.getMessage())
         parts.append(repr(record.args))
         parts.append(record.exc_text or "")
-        parts.append(repr(getattr(record, "custom_dimensions", "")))
+        parts.append(repr(vars(record)))  # every attribute, the structured extras included
     parts.append(caplog.text)
     return "\n".join(parts)
 
