@@ -20,9 +20,6 @@ This module knows nothing about HTTP, Entra or JSON-RPC framing: the caller arri
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import dataclasses
 import enum
 import inspect
@@ -411,6 +408,11 @@ def _error(message: str) -> dict[str, Any]:
 
 
 def run_awaitable(awaitable: Any) -> Any:
+    # Imported here: asyncio costs ~15 ms at start-up and only async tools need it.
+    import asyncio
+    import concurrent.futures
+    import contextvars
+
     async def run() -> Any:
         return await awaitable
 

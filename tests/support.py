@@ -71,7 +71,7 @@ class Clock:
 def fast_fetcher(timeout: float = 0.5) -> _HttpJsonFetcher:
     """The product's HTTPS key fetcher with a short timeout, so slow-endpoint tests stay fast."""
     fetcher = _HttpJsonFetcher()
-    fetcher.timeout = (timeout, timeout)  # type: ignore[assignment]
+    fetcher.timeout = timeout
     return fetcher
 
 

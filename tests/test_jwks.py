@@ -452,7 +452,7 @@ def test_http_fetcher_does_not_follow_redirects() -> None:
 
 
 def test_http_fetcher_body_cut_short_is_a_key_fetch_error() -> None:
-    # urllib3 raises its own ProtocolError for a body cut short while streaming; it must not escape as a 500.
+    # http.client raises IncompleteRead for a body cut short; it must not escape as a 500.
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"keys\": ["
     with _one_shot_server(head) as url, pytest.raises(KeyFetchError, match="could not be fetched"):
         _HttpJsonFetcher()(url)
