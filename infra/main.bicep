@@ -47,8 +47,8 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Maximum number of instances (Flex Consumption accepts 40 to 1000).')
-@minValue(40)
+@description('Maximum number of instances per scale group (Flex Consumption accepts 1 to 1000).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 

@@ -8,11 +8,14 @@ Set-StrictMode -Version Latest
 
 $settingsFile = 'local.settings.json'
 
-# KEY="value" lines; azd escapes backslashes and quotes inside the value.
+# azd prints godotenv lines: KEY="value" with backslash escapes, but integer-like values bare (KEY=123).
 $envValues = @{}
 foreach ($line in (azd env get-values)) {
     if ($line -match '^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$') {
         $envValues[$Matches[1]] = [regex]::Replace($Matches[2], '\\(.)', '$1')
+    }
+    elseif ($line -match '^([A-Za-z_][A-Za-z0-9_]*)=(.*)$') {
+        $envValues[$Matches[1]] = $Matches[2]
     }
 }
 if ($LASTEXITCODE -ne 0) { throw 'azd env get-values failed' }

@@ -10,10 +10,19 @@ SETTINGS_FILE="local.settings.json"
 
 ENV_VALUES="$(azd env get-values)"
 
-# Value of one KEY="value" line of `azd env get-values`, with azd's backslash escapes
-# removed; empty when absent.
+# Value of one line of `azd env get-values`; empty when absent. azd prints it with godotenv:
+# KEY="value" with backslash escapes, but integer-like values bare (KEY=123).
 env_value() {
-  printf '%s\n' "$ENV_VALUES" | sed -n "s/^$1=\"\(.*\)\"\$/\1/p" | head -n 1 | sed 's/\\\(.\)/\1/g'
+  line="$(printf '%s\n' "$ENV_VALUES" | grep "^$1=" | head -n 1)" || true
+  value="${line#*=}"
+  case "$value" in
+    \"*\")
+      value="${value#\"}"
+      value="${value%\"}"
+      value="$(printf '%s' "$value" | sed 's/\\\(.\)/\1/g')"
+      ;;
+  esac
+  printf '%s' "$value"
 }
 
 # Escapes a value for a JSON string literal (backslash and double quote; values are IDs and URLs).
@@ -43,6 +52,8 @@ write_settings() {
   if [ -n "$CLIENT_SECRET" ]; then
     secret_line=",
     \"OBO_CLIENT_SECRET\": \"$(json_escape "$CLIENT_SECRET")\""
+    # Owner-only from the moment the file is created, not only after the chmod below.
+    umask 077
   fi
   cat > "$SETTINGS_FILE" <<JSON
 {

@@ -364,13 +364,17 @@ def test_posix_hook_is_executable_and_parses() -> None:
     subprocess.run([shell, "-n", str(script)], check=True, timeout=10)
 
 
-def _run_posix_hook(tmp_path: Path, values: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_posix_hook(
+    tmp_path: Path, values: dict[str, str], bare: frozenset[str] = frozenset()
+) -> subprocess.CompletedProcess[str]:
+    """Runs the hook against a fake `azd` that prints `values` as `azd env get-values` does;
+    names in `bare` are printed unquoted, as godotenv does for integer-like values."""
     shell = shutil.which("sh")
     if shell is None:
         pytest.skip("no POSIX sh to run the hook")
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir(exist_ok=True)
-    lines = "\n".join(f'{key}="{value}"' for key, value in values.items())
+    lines = "\n".join(f"{key}={value}" if key in bare else f'{key}="{value}"' for key, value in values.items())
     azd = fake_bin / "azd"
     azd.write_text(f"#!/bin/sh\ncat <<'EOF'\n{lines}\nEOF\n", encoding="utf-8")
     azd.chmod(0o755)
@@ -416,9 +420,22 @@ def test_posix_hook_writes_a_requested_secret_but_never_prints_it(tmp_path: Path
     result = _run_posix_hook(tmp_path, {**HOOK_VALUES, "OBO_CLIENT_SECRET": secret})
     values = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))["Values"]
     assert values["OBO_CLIENT_SECRET"] == secret
+    assert stat.S_IMODE((tmp_path / "local.settings.json").stat().st_mode) == 0o600
     assert secret not in result.stdout + result.stderr
     result = _run_posix_hook(tmp_path, {**HOOK_VALUES, "OBO_CLIENT_SECRET": secret})
     assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
+def test_posix_hook_reads_unquoted_values(tmp_path: Path) -> None:
+    # `azd env get-values` prints integer-like values without quotes (godotenv.Marshal).
+    values = {**HOOK_VALUES, "ENTRA_APP_ID_URI": "12345", "OBO_CLIENT_SECRET": "987654321"}
+    result = _run_posix_hook(tmp_path, values, bare=frozenset({"ENTRA_APP_ID_URI", "OBO_CLIENT_SECRET"}))
+    written = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))["Values"]
+    assert written["ENTRA_APP_ID_URI"] == "12345"
+    assert written["OBO_CLIENT_SECRET"] == "987654321"
+    assert written["ENTRA_TENANT_ID"] == HOOK_VALUES["ENTRA_TENANT_ID"]
+    assert "987654321" not in result.stdout + result.stderr
 
 
 def test_powershell_hook_mirrors_the_posix_hook() -> None:

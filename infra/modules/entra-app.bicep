@@ -86,9 +86,11 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
     }
   ]
   web: {
-    // Landing page of the consent flow for the downstream (Graph) permission.
+    // Landing page of the consent flow for the downstream (Graph) permission, deployed and
+    // under `func start` (Entra accepts http only for localhost).
     redirectUris: [
       '${publicBaseUrl}/consent'
+      'http://localhost:7071/consent'
     ]
   }
 
