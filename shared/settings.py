@@ -40,6 +40,7 @@ SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 # Entra tenant names like "common" or "organizations" would accept tokens from any
 # tenant, so only a concrete tenant GUID is allowed.
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_PLACEHOLDER_GUID = "00000000-0000-0000-0000-000000000000"
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -132,6 +133,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     tenant_id = _guid(get("ENTRA_TENANT_ID"), "ENTRA_TENANT_ID", problems)
     client_id = _guid(get("ENTRA_CLIENT_ID"), "ENTRA_CLIENT_ID", problems)
+    for name, value in (("ENTRA_TENANT_ID", tenant_id), ("ENTRA_CLIENT_ID", client_id)):
+        if value == _PLACEHOLDER_GUID:
+            problems[name] = "is still the placeholder from local.settings.sample.json"
 
     allowed: set[str] = set()
     for item in _split(get("ENTRA_ALLOWED_CLIENT_IDS")):

@@ -396,3 +396,11 @@ def test_function_app_imports_with_valid_settings_without_network_or_requests() 
     result = _import_function_app({})
     assert result.returncode == 0, result.stderr
     assert "IMPORTED False" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["ENTRA_TENANT_ID", "ENTRA_CLIENT_ID"])
+def test_the_sample_placeholder_guid_is_refused(app_env: dict[str, str], name: str) -> None:
+    env = {**app_env, name: "00000000-0000-0000-0000-000000000000"}
+    with pytest.raises(SettingsError) as error:
+        load_settings(env)
+    assert error.value.problems == {name: "is still the placeholder from local.settings.sample.json"}
