@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from .protocol import HttpResponse
+from .http import HttpResponse
 
 CONSENT_PATH = "/consent"
 
@@ -78,7 +78,7 @@ def consent_url(
 def consent_page(request: object) -> HttpResponse:
     """``GET /consent``: the page Entra redirects to after the consent prompt. Static, stores nothing.
 
-    ``request`` is a ``shared.pipeline.HttpRequest``; only its method and ``error`` query value are read.
+    ``request`` is a ``shared.http.HttpRequest``; only its method and ``error`` query value are read.
     """
     method = str(getattr(request, "method", "GET")).upper()
     if method not in ("GET", "HEAD"):

@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from .pipeline import HttpRequest
-from .protocol import HttpResponse
+from .http import HttpRequest, HttpResponse
 
 
 def to_request(req: func.HttpRequest) -> HttpRequest:

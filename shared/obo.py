@@ -94,16 +94,20 @@ def is_microsoft_authority(authority_host: str) -> bool:
     return (urlsplit(authority_host).hostname or "").lower() in MICROSOFT_AUTHORITY_HOSTS
 
 
+MAX_RETRY_AFTER_SECONDS = 86_400
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII digits only (str.isdigit() also accepts "²"), and bounded: a day is beyond any budget.
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:9]), MAX_RETRY_AFTER_SECONDS))
     with contextlib.suppress(TypeError, ValueError, IndexError):
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
+        return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_SECONDS)
     return None
 
 

@@ -11,16 +11,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from . import prm
 from .completions import CompletionRegistry
+from .http import HttpRequest, HttpResponse
+from .jsonrpc import error_body
 from .jwks import JwksCache
 from .prompts import PromptRegistry
-from .protocol import HttpResponse, McpEngine, error_body
+from .protocol import McpEngine
 from .request_state import RequestStateCodec
 from .resources import ResourceRegistry
 from .settings import Settings, is_loopback_host, load_settings
@@ -32,38 +34,13 @@ log = logging.getLogger("mcp.request")
 # RFC 6750 §2.1 b64token, one credential, nothing else on the line.
 _BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
 _JSON = "application/json"
+_MCP_PARAM_HEADER = re.compile(r"mcp-param-[a-z0-9_.-]{1,64}", re.IGNORECASE)
 _CORS_EXPOSE = "WWW-Authenticate, Mcp-Protocol-Version"
 _CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID"
 
 # ``factory(raw_token, public_base=..., expires_at=..., login_hint=...)``: the downstream token source for one
 # verified request (``OnBehalfOfService.for_assertion``). public_base lets it build the consent landing URL.
 DownstreamFactory = Callable[..., DownstreamAuth]
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """A transport-neutral HTTP request. Header names are lower-case."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    # Query parameters as the host parsed them; parsed from ``url`` when not given.
-    query: Mapping[str, str] | None = None
-
-    @property
-    def query_params(self) -> Mapping[str, str]:
-        if self.query is not None:
-            return self.query
-        return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
-
-    @property
-    def host(self) -> str:
-        return (self.headers.get("host") or urlsplit(self.url).netloc).lower()
-
-    @property
-    def scheme(self) -> str:
-        return urlsplit(self.url).scheme.lower() or "http"
 
 
 class McpServer:
@@ -113,6 +90,9 @@ class McpServer:
             from .obo import OnBehalfOfService
 
             kwargs["downstream"] = OnBehalfOfService.from_settings(settings).for_assertion
+        if settings.obo.mode == "client_secret" and settings.website_hostname:
+            log.warning("OBO_CLIENT_SECRET is meant for local development; in Azure use "
+                        "OBO_MANAGED_IDENTITY_CLIENT_ID (no secret) or a certificate")
         return cls(settings, tools, **kwargs)
 
     # -- MCP endpoint --------------------------------------------------------------
@@ -139,12 +119,12 @@ class McpServer:
             return _refuse(403, "Forbidden: Origin not allowed")
         if request.method.upper() == "OPTIONS":
             return HttpResponse(204, {**cors, "Access-Control-Allow-Methods": "POST",
-                                      "Access-Control-Allow-Headers": _CORS_ALLOW_HEADERS,
+                                      "Access-Control-Allow-Headers": _allowed_request_headers(request),
                                       "Access-Control-Max-Age": "600"})
 
         outcome = self._authenticate(request, base)
         if isinstance(outcome, HttpResponse):
-            return _with(outcome, cors)
+            return outcome.with_headers(cors)
         principal, token = outcome
         seen.append(principal)
         downstream = self._downstream(
@@ -165,7 +145,7 @@ class McpServer:
                                 "additional sign-in requirements", claims=exc.claims),
                 rpc=exc.rpc,
             )
-        return _with(response, cors)
+        return response.with_headers(cors)
 
     def _authenticate(self, request: HttpRequest, base: str) -> HttpResponse | tuple[Principal, str]:
         metadata = prm.metadata_url(base)
@@ -279,10 +259,13 @@ class McpServer:
             fields, extra=fields,
         )
 
-def _with(response: HttpResponse, headers: Mapping[str, str]) -> HttpResponse:
-    if not headers:
-        return response
-    return HttpResponse(response.status, {**response.headers, **headers}, response.body, response.rpc)
+
+def _allowed_request_headers(request: HttpRequest) -> str:
+    """The preflight's allowed headers: the fixed MCP set plus any ``Mcp-Param-*`` it asks for
+    (tool parameters mirrored into headers have names no fixed list can know)."""
+    asked = request.headers.get("access-control-request-headers", "")
+    params = [h.strip() for h in asked.split(",") if _MCP_PARAM_HEADER.fullmatch(h.strip())]
+    return ", ".join([_CORS_ALLOW_HEADERS, *params[:32]])
 
 
 def _loggable(value: str | None) -> str:

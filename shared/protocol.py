@@ -1,8 +1,13 @@
-"""The MCP protocol engine: stateless Streamable HTTP with JSON responses.
+"""The MCP transport and dispatch engine: stateless Streamable HTTP with JSON responses.
 
 Works on plain values: an HTTP method, headers and body go in, an :class:`HttpResponse`
-comes out. It imports neither Azure Functions nor anything about Entra; the verified
-caller arrives as an opaque object that is handed to tools through their context.
+comes out. This module owns everything between the bytes and a method call: HTTP method,
+media-type and size checks, JSON-RPC parsing and batches, era and version negotiation,
+header-versus-body validation, error shaping, dispatch through ``shared.methods.METHODS``,
+and decorating results (``resultType``, ``ttlMs``/``cacheScope``, server info). What each
+method does lives in ``shared.methods``. It imports neither Azure Functions nor anything
+about Entra; the verified caller arrives as an opaque object that is handed to tools
+through their context.
 
 Two eras are served side by side on the same endpoint:
 
@@ -20,57 +25,41 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import methods
 from .completions import CompletionRegistry
-from .mrtr import InputRequired, client_supports
-from .prompts import PromptArgumentError, PromptRegistry, UnknownPromptError
-from .request_state import InvalidRequestState, RequestStateCodec, StaleRequestState
-from .resources import ResourceNotFound, ResourceRegistry
-from .tools import (
-    AuthorizationChallenge,
-    Caller,
-    DownstreamAuth,
-    RequestInfo,
-    ToolContext,
-    ToolRegistry,
-    UnknownToolError,
+from .http import HttpResponse
+from .jsonrpc import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    UNSUPPORTED_VERSION,
+    RpcError,
+    dumps,
 )
+from .pagination import DEFAULT_PAGE_SIZE
+from .prompts import PromptRegistry
+from .request_state import RequestStateCodec
+from .resources import ResourceRegistry
+from .rpc_request import LOG_LEVELS, Request
+from .tools import AuthorizationChallenge, Caller, DownstreamAuth, RequestInfo, ToolRegistry
+from .versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
 
 log = logging.getLogger("mcp.protocol")
-
-MODERN_VERSION = "2026-07-28"
-MODERN_VERSIONS = (MODERN_VERSION,)
-LEGACY_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
-SUPPORTED_VERSIONS = MODERN_VERSIONS + LEGACY_VERSIONS
-# A legacy request without MCP-Protocol-Version predates the header (2025-03-26).
-DEFAULT_LEGACY_VERSION = "2025-03-26"
-LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
 
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
 META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-HEADER_MISMATCH = -32020
-MISSING_CLIENT_CAPABILITY = -32021
-UNSUPPORTED_VERSION = -32022
-# Resource not found before 2026-07-28 (2026-07-28 uses -32602 and forbids -32002).
-LEGACY_RESOURCE_NOT_FOUND = -32002
-DEFAULT_PAGE_SIZE = 100
-# The only requests that may be answered with an InputRequiredResult (MRTR "Supported Requests").
-MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MAX_BATCH_MESSAGES = 20
 LIST_TTL_MS = 5 * 60 * 1000
 # The tool list is the same for every user, but it sits behind authentication: keep
 # shared caches (gateways) from serving it to anyone who has not signed in.
@@ -82,69 +71,12 @@ _NAMED_TARGET = {"tools/call": "name", "prompts/get": "name", "resources/read": 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    # What was asked (JSON-RPC method and tool/prompt/resource name), for the request log.
-    rpc: Mapping[str, str] | None = None
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-
-class RpcError(Exception):
-    """A JSON-RPC error, with the HTTP status the transport prescribes for it."""
-
-    def __init__(self, code: int, message: str, *, data: Any = None, status: int = 200) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-        self.status = status
-
-    def to_json(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-
-@dataclass(frozen=True)
-class Request:
-    """One JSON-RPC request as the handlers see it."""
-
-    method: str
-    params: Mapping[str, Any]
-    info: RequestInfo
-    caller: Caller
-    downstream: DownstreamAuth | None
-    log_level: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def modern(self) -> bool:
-        return self.info.protocol_version in MODERN_VERSIONS
-
-    def context(self, input_responses: Mapping[str, Any] | None = None, state: Any = None) -> ToolContext:
-        return ToolContext(caller=self.caller, request=self.info, downstream=self.downstream,
-                           input_responses=input_responses or {}, state=state, log_level=self.log_level)
-
-
-Handler = Callable[[Request], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class _Route:
-    handler: Handler
-    modern: bool = True
-    legacy: bool = True
-    cacheable: bool = False
-
-
 class McpEngine:
+    """The transport: checks and parses HTTP requests, negotiates the era, dispatches to ``shared.methods``.
+
+    It owns the registries the methods read (it is their :class:`shared.methods.Server`).
+    """
+
     def __init__(
         self,
         tools: ToolRegistry,
@@ -170,25 +102,6 @@ class McpEngine:
         self.server_info = {"name": server_name, "version": server_version}
         self.instructions = instructions
         self.max_body_bytes = max_body_bytes
-        self._routes: dict[str, _Route] = {
-            "initialize": _Route(self._initialize, modern=False),
-            "ping": _Route(lambda _req: {}, modern=False),
-            "logging/setLevel": _Route(self._set_level, modern=False),
-            "server/discover": _Route(self._discover, legacy=False, cacheable=True),
-            "tools/list": _Route(self._tools_list, cacheable=True),
-            "tools/call": _Route(self._tools_call),
-            "resources/list": _Route(self._resources_list, cacheable=True),
-            "resources/templates/list": _Route(self._templates_list, cacheable=True),
-            "resources/read": _Route(self._resources_read, cacheable=True),
-            "prompts/list": _Route(self._prompts_list, cacheable=True),
-            "prompts/get": _Route(self._prompts_get),
-            "completion/complete": _Route(self._complete),
-        }
-        # A method whose capability this server does not offer is answered as unknown.
-        self._route_capability = {
-            "resources/list": "resources", "resources/templates/list": "resources", "resources/read": "resources",
-            "prompts/list": "prompts", "prompts/get": "prompts", "completion/complete": "completions",
-        }
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -231,7 +144,7 @@ class McpEngine:
                 None,
             )
         try:
-            message = json.loads(body)
+            message = json.loads(body, parse_constant=_refuse_non_json_number)
         except (ValueError, RecursionError):
             return _error_response(RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON", status=400), None)
 
@@ -246,7 +159,7 @@ class McpEngine:
             raise
         if payload is None:
             return HttpResponse(status=status, rpc=rpc)
-        return HttpResponse(status=status, headers=dict(JSON_HEADERS), body=_dumps(payload), rpc=rpc)
+        return HttpResponse(status=status, headers=dict(JSON_HEADERS), body=dumps(payload), rpc=rpc)
 
     def _handle_batch(
         self, messages: list[Any], h: Mapping[str, str], caller: Caller, downstream: DownstreamAuth | None
@@ -259,14 +172,22 @@ class McpEngine:
                          status=400),
                 None,
             )
+        if len(messages) > MAX_BATCH_MESSAGES:
+            # Refused whole rather than cut short (no request may go unanswered), and bounded so
+            # one HTTP request cannot fan out into many downstream calls.
+            return _error_response(
+                RpcError(INVALID_REQUEST, f"Invalid Request: a batch holds at most {MAX_BATCH_MESSAGES} messages",
+                         status=400),
+                None,
+            )
         results = []
-        for message in messages[:100]:
+        for message in messages:
             _, payload = self._handle_message(message, h, caller, downstream, in_batch=True)
             if payload is not None:
                 results.append(payload)
         if not results:
             return HttpResponse(status=202)
-        return HttpResponse(status=200, headers=dict(JSON_HEADERS), body=_dumps(results))
+        return HttpResponse(status=200, headers=dict(JSON_HEADERS), body=dumps(results))
 
     # -- JSON-RPC ------------------------------------------------------------------
 
@@ -314,10 +235,9 @@ class McpEngine:
             # Notifications (notifications/initialized, cancelled, ...) need no state here.
             return 202, None
 
-        route = self._routes.get(method)
+        route = methods.METHODS.get(method)
         modern = info.protocol_version in MODERN_VERSIONS
-        needs = self._route_capability.get(method)
-        if needs is not None and needs not in self.capabilities():
+        if route is not None and route.capability is not None and route.capability not in self.capabilities():
             route = None
         if route is None or (modern and not route.modern) or (not modern and not route.legacy):
             return _error(
@@ -329,9 +249,11 @@ class McpEngine:
         except RpcError as exc:
             return _error(exc, request_id)
         request = Request(method=method, params=params, info=info, caller=caller, downstream=downstream,
-                          log_level=log_level, headers=h)
+                          log_level=log_level)
         try:
-            result = route.handler(request)
+            if modern and method == "tools/call":
+                self._check_tool_headers(params, h)
+            result = route.handler(self, request)
         except RpcError as exc:
             return _error(exc, request_id)
         except AuthorizationChallenge:
@@ -402,205 +324,20 @@ class McpEngine:
             client_capabilities=capabilities,
         )
 
-    # -- methods -------------------------------------------------------------------
+    # -- what the methods see ------------------------------------------------------
 
     def capabilities(self, *, legacy: bool = False) -> dict[str, Any]:
-        capabilities: dict[str, Any] = {"tools": {"listChanged": False}}
-        if len(self.resources):
-            capabilities["resources"] = {"subscribe": False, "listChanged": False}
-        if len(self.prompts):
-            capabilities["prompts"] = {"listChanged": False}
-        if len(self.prompts) or self.resources.template_definitions():
-            capabilities["completions"] = {}
-        if legacy:
-            # logging/setLevel is answered; no notifications/message is ever sent (JSON responses only).
-            capabilities["logging"] = {}
-        return capabilities
+        return methods.capabilities(self, legacy=legacy)
 
-    def _initialize(self, request: Request) -> dict[str, Any]:
-        requested = request.params.get("protocolVersion")
-        version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY_VERSION
-        result: dict[str, Any] = {
-            "protocolVersion": version,
-            "capabilities": self.capabilities(legacy=True),
-            "serverInfo": self.server_info,
-        }
-        if self.instructions:
-            result["instructions"] = self.instructions
-        return result
+    def _check_tool_headers(self, params: Mapping[str, Any], h: Mapping[str, str]) -> None:
+        """2026-07-28 tools/call: the tool's Mcp-Param-* headers must mirror its arguments.
 
-    def _discover(self, request: Request) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "supportedVersions": list(SUPPORTED_VERSIONS),
-            "capabilities": self.capabilities(),
-        }
-        if self.instructions:
-            result["instructions"] = self.instructions
-        return result
-
-    def _tools_list(self, request: Request) -> dict[str, Any]:
-        return self._page(request, "tools", self.tools.definitions())
-
-    def _tools_call(self, request: Request) -> dict[str, Any]:
-        name = request.params.get("name")
-        if not isinstance(name, str):
-            raise RpcError(INVALID_PARAMS, "Invalid params: 'name' must be a string")
-        arguments = request.params.get("arguments")
-        tool = self.tools.get(name)
-        if tool is None:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}")
-        if request.modern:
-            _check_param_headers(tool.definition.get("inputSchema"), arguments, request.headers)
-
-        def run(ctx: ToolContext) -> dict[str, Any]:
-            try:
-                return self.tools.call(name, arguments, ctx)
-            except UnknownToolError:
-                raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}") from None
-
-        return self._with_input(request, f"tools/call:{name}", run)
-
-    def _set_level(self, request: Request) -> dict[str, Any]:
-        # Accepted and validated; there is no session to remember it in, and no notification
-        # stream to filter: this server never sends notifications/message.
-        if request.params.get("level") not in LOG_LEVELS:
-            raise RpcError(INVALID_PARAMS, "Invalid params: level must be one of " + ", ".join(LOG_LEVELS))
-        return {}
-
-    def _resources_list(self, request: Request) -> dict[str, Any]:
-        return self._page(request, "resources", self.resources.definitions())
-
-    def _templates_list(self, request: Request) -> dict[str, Any]:
-        return self._page(request, "resourceTemplates", self.resources.template_definitions())
-
-    def _resources_read(self, request: Request) -> dict[str, Any]:
-        uri = request.params.get("uri")
-        if not isinstance(uri, str) or not uri:
-            raise RpcError(INVALID_PARAMS, "Invalid params: 'uri' must be a string")
-        try:
-            self.resources.resolve(uri)
-        except ResourceNotFound:
-            code = INVALID_PARAMS if request.modern else LEGACY_RESOURCE_NOT_FOUND
-            raise RpcError(code, "Resource not found", data={"uri": uri}) from None
-        return self._with_input(request, f"resources/read:{uri}", lambda ctx: self.resources.read(uri, ctx))
-
-    def _prompts_list(self, request: Request) -> dict[str, Any]:
-        return self._page(request, "prompts", self.prompts.definitions())
-
-    def _prompts_get(self, request: Request) -> dict[str, Any]:
-        name = request.params.get("name")
-        if not isinstance(name, str):
-            raise RpcError(INVALID_PARAMS, "Invalid params: 'name' must be a string")
-        if self.prompts.get_prompt(name) is None:
-            raise RpcError(INVALID_PARAMS, f"Invalid params: unknown prompt: {name[:128]}")
-        arguments = request.params.get("arguments")
-
-        def run(ctx: ToolContext) -> dict[str, Any]:
-            try:
-                return self.prompts.get(name, arguments, ctx)
-            except (UnknownPromptError, PromptArgumentError) as exc:
-                raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
-
-        return self._with_input(request, f"prompts/get:{name}", run)
-
-    def _complete(self, request: Request) -> dict[str, Any]:
-        ref = request.params.get("ref")
-        argument = request.params.get("argument")
-        if not isinstance(ref, dict) or not isinstance(argument, dict):
-            raise RpcError(INVALID_PARAMS, "Invalid params: 'ref' and 'argument' must be objects")
-        arg_name, value = argument.get("name"), argument.get("value")
-        if not isinstance(arg_name, str) or not isinstance(value, str):
-            raise RpcError(INVALID_PARAMS, "Invalid params: argument needs string 'name' and 'value'")
-        context = request.params.get("context")
-        given = context.get("arguments") if isinstance(context, dict) else None
-        given = {k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {}
-        kind = ref.get("type")
-        if kind == "ref/prompt":
-            target = ref.get("name")
-            if not isinstance(target, str) or self.prompts.get_prompt(target) is None:
-                raise RpcError(INVALID_PARAMS, "Invalid params: unknown prompt")
-        elif kind == "ref/resource":
-            target = ref.get("uri")
-            if not isinstance(target, str) or (
-                self.resources.get_template(target) is None
-                and not any(d["uri"] == target for d in self.resources.definitions())
-            ):
-                raise RpcError(INVALID_PARAMS, "Invalid params: unknown resource or template")
-        else:
-            raise RpcError(INVALID_PARAMS, "Invalid params: ref.type must be ref/prompt or ref/resource")
-        return {"completion": self.completions.complete(kind, target, arg_name, value, given)}
-
-    # -- pagination ----------------------------------------------------------------
-
-    def _page(self, request: Request, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """One page of a list result; cursors are opaque to clients (base64url JSON of the offset)."""
-        cursor = request.params.get("cursor")
-        start = 0
-        if cursor is not None:
-            start = _decode_cursor(cursor, key)
-            if start > len(items):
-                raise RpcError(INVALID_PARAMS, "Invalid params: unknown cursor")
-        end = start + self.page_size
-        result: dict[str, Any] = {key: items[start:end]}
-        if end < len(items):
-            result["nextCursor"] = _encode_cursor(key, end)
-        return result
-
-    # -- multi round-trip requests ------------------------------------------------------
-
-    def _with_input(
-        self, request: Request, binding: str, run: Callable[[ToolContext], dict[str, Any]]
-    ) -> dict[str, Any]:
-        """Run a tool, prompt or resource function that may raise InputRequired (MRTR).
-
-        In 2026-07-28 the retry's inputResponses and verified requestState reach the function through
-        its context. Legacy revisions cannot carry either over stateless JSON: a function that asks
-        for input there is reported as needing a newer client.
+        Checked only for a known tool, so an invalid or unknown name stays the method's own error.
         """
-        subject = _subject(request.caller)
-        responses: Mapping[str, Any] = {}
-        state: Any = None
-        if request.modern:
-            responses = _input_responses(request.params)
-            token = request.params.get("requestState")
-            if token is not None:
-                try:
-                    state = self.request_state.open(token, binding=binding, subject=subject)
-                except StaleRequestState:
-                    # Sealed by another instance's (or a rotated) key: start the round trip again.
-                    log.info("Stale requestState for %s; asking again", binding.split(":", 1)[0])
-                    responses = {}
-                except InvalidRequestState as exc:
-                    raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
-        try:
-            return run(request.context(responses, state))
-        except InputRequired as signal:
-            if not request.modern:
-                return self._legacy_input_required(request, signal)
-            capabilities = request.info.client_capabilities
-            missing = [c for c in signal.required_capabilities() if not client_supports(capabilities, c)]
-            if missing:
-                raise RpcError(
-                    MISSING_CLIENT_CAPABILITY,
-                    "Missing required client capability: " + ", ".join(".".join(c) for c in missing),
-                    data={"requiredCapabilities": _capability_object(missing)},
-                    status=400,
-                ) from None
-            result: dict[str, Any] = {"resultType": "input_required"}
-            if signal.requests:
-                result["inputRequests"] = {key: r.to_json() for key, r in signal.requests.items()}
-            # Always sealed, even without function state: it binds the round to this caller and request.
-            result["requestState"] = self.request_state.seal(signal.state, binding=binding, subject=subject)
-            return result
-
-    def _legacy_input_required(self, request: Request, signal: InputRequired) -> dict[str, Any]:
-        what = ", ".join(sorted({r.method for r in signal.requests.values()})) or "a retry"
-        message = (f"This request needs input from the client ({what}), which protocol version "
-                   f"{request.info.protocol_version} cannot carry on this stateless server. "
-                   "Use a client that speaks MCP 2026-07-28.")
-        if request.method == "tools/call":
-            return {"content": [{"type": "text", "text": message}], "isError": True}
-        raise RpcError(INVALID_REQUEST, message)
+        name = params.get("name")
+        tool = self.tools.get(name) if isinstance(name, str) else None
+        if tool is not None:
+            _check_param_headers(tool.definition.get("inputSchema"), params.get("arguments"), h)
 
 
 def _header_params(schema: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str, Any]]:
@@ -658,46 +395,9 @@ def _log_level(params: Mapping[str, Any]) -> str | None:
     return level
 
 
-def _input_responses(params: Mapping[str, Any]) -> Mapping[str, Any]:
-    if "inputResponses" not in params:
-        return {}
-    responses = params["inputResponses"]
-    if not isinstance(responses, dict) or not all(isinstance(v, dict) for v in responses.values()):
-        raise RpcError(INVALID_PARAMS, "Invalid params: inputResponses must map keys to result objects")
-    return responses
-
-
-def _subject(caller: Caller) -> str:
-    """Who requestState is bound to: the caller's tenant and object ID (sub for callers without oid)."""
-    claims = getattr(caller, "claims", None) or {}
-    return f"{claims.get('tid', '')}/{claims.get('oid') or claims.get('sub', '')}"
-
-
-def _capability_object(paths: list[tuple[str, ...]]) -> dict[str, Any]:
-    required: dict[str, Any] = {}
-    for path in paths:
-        node = required
-        for part in path:
-            node = node.setdefault(part, {})
-    return required
-
-
-def _encode_cursor(kind: str, offset: int) -> str:
-    raw = json.dumps({"k": kind, "o": offset}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(cursor: Any, kind: str) -> int:
-    try:
-        if not isinstance(cursor, str) or len(cursor) > 200:
-            raise ValueError
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset = data["o"]
-        if data["k"] != kind or type(offset) is not int or offset < 0:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise RpcError(INVALID_PARAMS, "Invalid params: unknown cursor") from None
+def _refuse_non_json_number(literal: str) -> Any:
+    # NaN and Infinity are Python's extensions, not JSON (RFC 8259): a parse error like any other.
+    raise ValueError(f"{literal} is not JSON")
 
 
 def decode_header_value(value: str) -> str | None:
@@ -758,15 +458,4 @@ def _error(exc: RpcError, request_id: Any) -> tuple[int, dict[str, Any]]:
 
 def _error_response(exc: RpcError, request_id: Any, extra_headers: Mapping[str, str] | None = None) -> HttpResponse:
     status, payload = _error(exc, request_id)
-    return HttpResponse(status=status, headers={**JSON_HEADERS, **(extra_headers or {})}, body=_dumps(payload))
-
-
-def error_body(code: int, message: str) -> bytes:
-    """A JSON-RPC error without an id, for refusals made before the body is read."""
-    return _dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
-
-
-def _dumps(payload: Any) -> bytes:
-    # default=str: a tool returning an odd value must never turn into a 500. ensure_ascii: a lone
-    # surrogate echoed from the request (an id, a name) has no UTF-8 form but does have a JSON escape.
-    return json.dumps(payload, separators=(",", ":"), default=str).encode("ascii")
+    return HttpResponse(status=status, headers={**JSON_HEADERS, **(extra_headers or {})}, body=dumps(payload))

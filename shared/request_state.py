@@ -69,7 +69,8 @@ class RequestStateCodec:
         if not isinstance(token, str) or len(token) > MAX_STATE_CHARS:
             raise InvalidRequestState("requestState must be a string issued by this server")
         parts = token.split(".")
-        if len(parts) != 4 or parts[0] != "v1":
+        # Non-ASCII text can never be a valid token, and compare_digest refuses it with a TypeError.
+        if not token.isascii() or len(parts) != 4 or parts[0] != "v1":
             raise InvalidRequestState("requestState is malformed")
         if not hmac.compare_digest(parts[1], self._kid):
             raise StaleRequestState("requestState was issued with another key")

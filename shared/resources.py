@@ -77,6 +77,28 @@ class Resource:
     variables: tuple[str, ...] = field(default=())
 
 
+MAX_URI_LENGTH = 2048
+_UNSAFE_VALUE = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _template_pattern(uri_template: str) -> re.Pattern[str]:
+    """A regex for an RFC 6570 level-1 template that matches in linear time.
+
+    A variable stops at the first character of the literal that follows it, so there is
+    never more than one way to split a URI: no backtracking for a hostile URI to exploit.
+    """
+    parts = _VARIABLE.split(uri_template)
+    pieces = []
+    for index, part in enumerate(parts):
+        if index % 2 == 0:
+            pieces.append(re.escape(part))
+            continue
+        following = parts[index + 1][:1] if index + 1 < len(parts) else ""
+        excluded = "/?#" + (re.escape(following) if following else "")
+        pieces.append(f"(?P<{part}>[^{excluded}]+)")
+    return re.compile("".join(pieces))
+
+
 class ResourceRegistry:
     """Ordered static resources and URI templates, filled with decorators."""
 
@@ -117,12 +139,7 @@ class ResourceRegistry:
             raise ValueError(f"Invalid URI template {uri_template!r}: it has no {{variable}}")
         if len(set(variables)) != len(variables):
             raise ValueError(f"URI template {uri_template!r} repeats a variable")
-        pattern = re.compile(
-            "".join(
-                f"(?P<{part}>[^/?#]+)" if index % 2 else re.escape(part)
-                for index, part in enumerate(_VARIABLE.split(uri_template))
-            )
-        )
+        pattern = _template_pattern(uri_template)
 
         def register(func: F) -> F:
             where = f"Resource template {uri_template!r}"
@@ -160,11 +177,18 @@ class ResourceRegistry:
         static = self._static.get(uri)
         if static is not None:
             return static, {}
+        if len(uri) > MAX_URI_LENGTH:
+            raise ResourceNotFound(uri[:MAX_URI_LENGTH])
         for template in self._templates.values():
             assert template.pattern is not None
             match = template.pattern.fullmatch(uri)
             if match:
-                return template, {k: unquote(v) for k, v in match.groupdict().items()}
+                variables = {k: unquote(v) for k, v in match.groupdict().items()}
+                # Decoding must not reintroduce what the match excluded: a variable is one path
+                # segment, never "../..", a backslash path or a control character.
+                if any(_UNSAFE_VALUE.search(v) for v in variables.values()):
+                    raise ResourceNotFound(uri)
+                return template, variables
         raise ResourceNotFound(uri)
 
     def read(self, uri: str, ctx: ToolContext) -> dict[str, Any]:

@@ -463,11 +463,15 @@ def _check(value: Any, schema: Mapping[str, Any] | bool, path: str, depth: int, 
         if "maximum" in schema and value > schema["maximum"]:
             errors.add(path, f"must be <= {schema['maximum']}")
     elif kind == "string":
-        if "minLength" in schema and len(value) < schema["minLength"]:
+        too_short = "minLength" in schema and len(value) < schema["minLength"]
+        too_long = "maxLength" in schema and len(value) > schema["maxLength"]
+        if too_short:
             errors.add(path, f"must be at least {schema['minLength']} characters long")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
+        if too_long:
             errors.add(path, f"must be at most {schema['maxLength']} characters long")
-        if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
+        # A pattern runs only on strings within the length bounds, so max_length also bounds
+        # the cost of a pattern that backtracks.
+        elif "pattern" in schema and not _compiled(schema["pattern"]).search(value):
             errors.add(path, f"must match the pattern {schema['pattern']!r}")
     elif kind == "array":
         _check_array(value, schema, path, depth, errors)

@@ -40,6 +40,7 @@ SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 # Entra tenant names like "common" or "organizations" would accept tokens from any
 # tenant, so only a concrete tenant GUID is allowed.
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_APP_ID_URI_RE = re.compile(r"(api|https)://[A-Za-z0-9._~:/-]+")
 _PLACEHOLDER_GUID = "00000000-0000-0000-0000-000000000000"
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
@@ -155,6 +156,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             )
         elif parts.query or parts.fragment:
             problems["ENTRA_APP_ID_URI"] = "must not contain a query or fragment"
+        elif not _APP_ID_URI_RE.fullmatch(app_id_uri):
+            # It ends up in scope names inside WWW-Authenticate and PRM: nothing that could
+            # split or quote-break them, and no userinfo.
+            problems["ENTRA_APP_ID_URI"] = "may contain only letters, digits and . _ ~ : / - (no spaces, quotes or @)"
 
     scopes = tuple(_split(get("MCP_REQUIRED_SCOPES"))) or DEFAULT_REQUIRED_SCOPES
     bad_scopes = [s for s in scopes if not _SCOPE_RE.match(s) or "/" in s]
@@ -175,8 +180,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     authority = (get("AZURE_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST).rstrip("/")
     parts = urlsplit(authority)
-    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+    if (parts.scheme != "https" or not parts.hostname or parts.path or parts.query or parts.fragment
+            or "@" in parts.netloc):
         problems["AZURE_AUTHORITY_HOST"] = "must be an https:// origin such as https://login.microsoftonline.com"
+    else:
+        # The expected token issuer is built from it: compare like Entra writes it.
+        authority = f"https://{parts.netloc.lower()}"
 
     obo = OboCredentialSettings(
         managed_identity_client_id=_optional_guid(get("OBO_MANAGED_IDENTITY_CLIENT_ID"),

@@ -458,6 +458,15 @@ def test_cors_preflight() -> None:
     assert request(method="OPTIONS", headers={"Origin": "https://evil.example"}).status == 403
 
 
+def test_cors_preflight_allows_mcp_param_headers_it_is_asked_for() -> None:
+    asked = "authorization, mcp-param-region, Mcp-Param-Tenant_Id, x-evil header"
+    reply = request(method="OPTIONS", headers={"Origin": ALLOWED_ORIGINS, "Access-Control-Request-Method": "POST",
+                                               "Access-Control-Request-Headers": asked})
+    allowed = [h.strip().lower() for h in reply.headers["access-control-allow-headers"].split(",")]
+    assert "mcp-param-region" in allowed and "mcp-param-tenant_id" in allowed
+    assert "x-evil header" not in allowed
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:7071", "192.168.1.10:7071", "localhost.evil.example",
                                   "127.0.0.1:1@evil.example", "localhost:7071/x"])
 def test_unknown_host_is_refused(token: str, host: str) -> None:

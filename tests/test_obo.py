@@ -34,9 +34,9 @@ from fake_entra import JWT_BEARER_GRANT, FakeEntra, aadsts_error
 from fake_graph import FakeGraph
 from fake_identity_endpoint import FakeIdentityEndpoint
 from shared.consent import consent_page, consent_url
+from shared.http import HttpRequest, HttpResponse
 from shared.obo import OnBehalfOfService, RetryBudget, is_microsoft_authority, parse_retry_after
-from shared.pipeline import HttpRequest, McpServer
-from shared.protocol import HttpResponse
+from shared.pipeline import McpServer
 from shared.settings import Settings, SettingsError, load_settings
 from tools import tools as forker_tools
 
