@@ -177,7 +177,7 @@ class _Key:
 # --------------------------------------------------------------------------------------------------------------
 # HTTPS server
 # --------------------------------------------------------------------------------------------------------------
-class _TLSServer(ThreadingHTTPServer):
+class TLSServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that does the TLS handshake in the per-connection thread.
 
     Wrapping the listening socket instead would run every handshake inside accept() on the single serving thread,
@@ -187,10 +187,11 @@ class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True  # never keep the interpreter alive for a stuck connection
     block_on_close = False
 
-    def __init__(self, fake: FakeEntra, ssl_context: ssl.SSLContext) -> None:
-        self.fake = fake
+    def __init__(self, fake: Any, ssl_context: ssl.SSLContext,
+                 handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+        self.fake = fake  # the handler's view of the fake it serves (FakeEntra here, FakeGraph, ...)
         self.ssl_context = ssl_context
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), handler or _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(_SOCKET_TIMEOUT_SECONDS)
@@ -212,7 +213,7 @@ class _TLSServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _TLSServer
+    server: TLSServer
     timeout = _SOCKET_TIMEOUT_SECONDS  # StreamRequestHandler applies it to the connection: reads never hang
     server_version = "FakeEntra/1.0"
     sys_version = ""
@@ -300,7 +301,7 @@ class FakeEntra:
         self.expected_client_secret: str | None = None  # when set, client_secret requests must match it
         self.obo_token_lifetime = 3600
 
-        self._server: _TLSServer | None = None
+        self._server: TLSServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self.ca_bundle = ""
@@ -321,7 +322,7 @@ class FakeEntra:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         server_cert.configure_cert(context)
 
-        self._server = _TLSServer(self, context)
+        self._server = TLSServer(self, context)
         self.port = self._server.server_address[1]
         # A short poll interval keeps stop() fast; serving threads are daemons so nothing outlives the test run.
         self._thread = threading.Thread(

@@ -8,47 +8,19 @@ request's Authorization header, and can be told to throttle, fail or answer slow
 from __future__ import annotations
 
 import json
-import socketserver
 import ssl
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 
-from fake_entra import FakeEntra, shared_ca
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, fake: FakeGraph, context: ssl.SSLContext) -> None:
-        self.fake = fake
-        self.ssl_context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(10)
-        try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # clients that time out and hang up are normal in fault tests
-        socketserver.BaseServer.handle_error(self, request, client_address)
+from fake_entra import FakeEntra, TLSServer, shared_ca
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: TLSServer
     timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -78,7 +50,7 @@ class FakeGraph:
         self.delay_seconds = 0.0
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         shared_ca().issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._server = _Server(self, context)
+        self._server = TLSServer(self, context, _Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-graph", daemon=True)
 
