@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole test suite from a fresh clone: sets up .venv with the dev requirements,
-# then runs ruff and pytest. Extra arguments go to pytest (e.g. scripts/test.sh -k tokens).
+# then runs ruff, mypy and pytest. Extra arguments go to pytest (e.g. scripts/test.sh -k tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +39,5 @@ fi
 # --- end conformance tools ---
 
 .venv/bin/python -m ruff check .
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

@@ -77,8 +77,7 @@ class JwksCache:
         """
         keyset = self._keyset
         now = self._clock()
-        fresh = keyset is not None and now - keyset.fetched_at < self._lifetime
-        if fresh and kid in keyset.keys:
+        if keyset is not None and now - keyset.fetched_at < self._lifetime and kid in keyset.keys:
             return keyset.keys[kid]
         if self._may_fetch(now, cold=keyset is None) or self._lock.locked():
             # A fetch is due, or one is already in flight: wait for it and share its result

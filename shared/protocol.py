@@ -290,6 +290,7 @@ class McpEngine:
             if header_version not in MODERN_VERSIONS:
                 raise _unsupported(header_version or "")
             raise RpcError(INVALID_PARAMS, f"Invalid params: _meta must carry {META_VERSION}", status=400)
+        assert isinstance(meta, dict)  # meta_version was read from it
         if header_version is None:
             raise _mismatch("the MCP-Protocol-Version header is required")
         if header_version != meta_version:

@@ -240,7 +240,7 @@ def _annotated(inner: Any, metadata: tuple[Any, ...], seen: tuple[type, ...]) ->
 def _apply_param(schema: dict[str, Any], param: Param, inner: Any) -> None:
     # For Optional[T] the constraints belong on T's branch, where clients can see what they constrain.
     targets = [s for s in schema.get("anyOf", [schema]) if isinstance(s, dict)]
-    groups = [
+    groups: list[tuple[set[str], dict[str, Any]]] = [
         ({"integer", "number"}, {"minimum": param.minimum, "maximum": param.maximum}),
         ({"string"}, {"minLength": param.min_length, "maxLength": param.max_length, "pattern": param.pattern}),
         ({"array"}, {"minItems": param.min_length, "maxItems": param.max_length}),
@@ -286,6 +286,14 @@ def _type_name(tp: Any) -> str:
 Converter = Callable[[Any], Any]
 
 
+def _list_of(convert: Converter) -> Converter:
+    return lambda v: [convert(x) for x in v]
+
+
+def _dict_of(convert: Converter) -> Converter:
+    return lambda v: {k: convert(x) for k, x in v.items()}
+
+
 def converter_for(tp: Any) -> Converter | None:
     """Return a function turning a value already valid for ``schema_for(tp)`` into what ``tp`` promises.
 
@@ -314,11 +322,11 @@ def converter_for(tp: Any) -> Converter | None:
     if tp in (set, frozenset) or origin in (set, frozenset, abc.Set, abc.MutableSet):
         return _each(args[0] if args else Any, frozenset if frozenset in (tp, origin) else set)
     if origin in _ARRAY_ORIGINS and args:
-        conv = converter_for(args[0])
-        return (lambda v: [conv(x) for x in v]) if conv else None
+        item = converter_for(args[0])
+        return _list_of(item) if item else None
     if origin in _OBJECT_ORIGINS and args:
-        conv = converter_for(args[1])
-        return (lambda v: {k: conv(x) for k, x in v.items()}) if conv else None
+        value = converter_for(args[1])
+        return _dict_of(value) if value else None
     if _is_typeddict(tp) or _is_dataclass_type(tp):
         return _record_converter(tp)
     return None
