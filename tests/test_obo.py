@@ -322,6 +322,48 @@ def test_missing_consent_gives_a_consent_url_then_works_after_consent(entra: Fak
     assert entra.obo_calls == 2
 
 
+def call_tool_modern(server: McpServer, token: str, capabilities: dict[str, Any],
+                     extra: dict[str, Any] | None = None) -> HttpResponse:
+    """A 2026-07-28 tools/call get_my_profile (per-request _meta, mirrored headers)."""
+    params: dict[str, Any] = {"name": "get_my_profile", "arguments": {}, **(extra or {}), "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+    }}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+    headers = {
+        "host": "localhost:7071", "authorization": f"Bearer {token}", "content-type": "application/json",
+        "accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call", "mcp-name": "get_my_profile",
+    }
+    return server.handle_mcp(HttpRequest("POST", f"{BASE}/mcp", headers, body.encode()))
+
+
+def test_consent_with_a_2026_client_is_a_url_elicitation_then_a_retry(entra: FakeEntra, graph: FakeGraph) -> None:
+    server, _ = obo_server(obo_settings(entra, graph))
+    entra.require_consent(graph_scope(graph))
+    token = entra.mint()
+    url_mode = {"elicitation": {"url": {}}}
+
+    asked = result_of(call_tool_modern(server, token, url_mode))
+
+    assert asked["resultType"] == "input_required"
+    (key, request), = asked["inputRequests"].items()
+    assert request["method"] == "elicitation/create" and request["params"]["mode"] == "url"
+    consent = urlsplit(request["params"]["url"])
+    assert consent.path == f"/{entra.tenant_id}/oauth2/v2.0/authorize"
+    assert parse_qs(consent.query)["redirect_uri"] == [f"{BASE}/consent"]
+    assert token not in json.dumps(asked)
+
+    # The user consents in the browser; the client retries with the elicitation's answer.
+    entra.grant_consent(graph_scope(graph))
+    retry = {"inputResponses": {key: {"action": "accept"}}, "requestState": asked.get("requestState")}
+    done = result_of(call_tool_modern(server, token, url_mode, {k: v for k, v in retry.items() if v is not None}))
+
+    assert done["resultType"] == "complete" and not done.get("isError"), done
+    assert done["structuredContent"]["user_principal_name"]
+    assert entra.obo_calls == 2
+
+
 def test_consent_error_raises_url_elicitation(entra: FakeEntra, graph: FakeGraph) -> None:
     from shared.tools import UrlElicitationRequired
 
