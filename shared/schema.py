@@ -6,7 +6,7 @@ and validating our own subset keeps cold starts fast and the dependency list sho
 
     type (string or list), enum, const, properties, required, additionalProperties (bool or schema),
     items, prefixItems, minItems, maxItems, uniqueItems, anyOf, minimum, maximum, minLength,
-    maxLength, pattern; description, default and title are annotations and never checked.
+    maxLength, pattern; description, default, title and x-mcp-header are annotations and never checked.
 
 Supported hints: str, int, float, bool, None, Any, list[T] / Sequence[T], tuple[T, ...], tuple[A, B],
 set[T] / frozenset[T], dict[str, T] / Mapping[str, T], Optional[T] / T | None, Union, Literal[...],
@@ -29,7 +29,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MAX_ERRORS", "Param", "add_default", "converter_for", "schema_for", "validate"]
+__all__ = ["HEADER_KEY", "MAX_DEPTH", "MAX_ERRORS", "Param", "add_default", "converter_for", "schema_for", "validate"]
 
 MAX_ERRORS = 10
 MAX_DEPTH = 32
@@ -42,6 +42,9 @@ _OBJECT_ORIGINS = (dict, abc.Mapping, abc.MutableMapping)
 # Wrappers that only matter to type checkers; ReadOnly exists from 3.13 on.
 _TRANSPARENT = tuple(w for w in (typing.Required, typing.NotRequired, getattr(typing, "ReadOnly", None)) if w)
 _TYPE_ALIAS = getattr(typing, "TypeAliasType", None)  # 3.12+: `type X = ...`
+HEADER_KEY = "x-mcp-header"
+# 2026-07-28: mirrored integers must stay exact in JavaScript clients (IEEE 754 doubles).
+_SAFE_INTEGER = 2**53 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,13 @@ class Param:
     ``minimum``/``maximum`` apply to numbers, ``pattern`` to strings (Python ``re.search``, so keep
     to the regex subset JSON Schema clients also understand), ``min_length``/``max_length`` to
     strings (characters) and to lists (items).
+
+    ``header="Region"`` mirrors the value into an ``Mcp-Param-Region`` HTTP header (the 2026-07-28
+    ``x-mcp-header`` extension), so gateways can route on it without reading the body. Only str, int
+    and bool values qualify; ``ToolRegistry`` checks the name and the placement when the tool is
+    registered. ``Optional[T]`` is advertised as plain ``T``: clients omit the header for a missing
+    value, so "not given" means leaving the argument out, not sending null. Headers are visible to
+    every proxy on the way: never mirror secrets or personal data.
     """
 
     description: str | None = None
@@ -59,8 +69,11 @@ class Param:
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
+    header: str | None = None
 
     def __post_init__(self) -> None:
+        if self.header is not None and not isinstance(self.header, str):
+            raise TypeError("Param(header=...) must be a str")
         for name in ("min_length", "max_length"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -138,7 +151,10 @@ def _schema(tp: Any, seen: tuple[type, ...]) -> dict[str, Any]:
     if _is_union(origin):
         # Null goes last so Optional[T] always reads as {"anyOf": [T, {"type": "null"}]}.
         members = sorted(args, key=lambda a: a is _NONE_TYPE)
-        return {"anyOf": [_schema(a, seen) for a in members]}
+        branches = [_schema(a, seen) for a in members]
+        if len(branches) == 2 and members[1] is _NONE_TYPE and HEADER_KEY in branches[0]:
+            return branches[0]  # Optional[Annotated[T, Param(header=...)]]: see _header_property.
+        return {"anyOf": branches}
     if origin is typing.Literal:
         return _enum_schema(list(args), "Literal")
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -234,6 +250,25 @@ def _annotated(inner: Any, metadata: tuple[Any, ...], seen: tuple[type, ...]) ->
         # Other metadata belongs to other libraries; ignoring it is what Annotated is for.
     if description:
         schema["description"] = description
+    headers = [meta.header for meta in metadata if isinstance(meta, Param) and meta.header is not None]
+    return _header_property(schema, headers[-1]) if headers else schema
+
+
+def _header_property(schema: dict[str, Any], header: str) -> dict[str, Any]:
+    """Mark ``schema`` as mirrored into the ``Mcp-Param-{header}`` HTTP header.
+
+    Clients only accept x-mcp-header on a property whose ``type`` is one of string/integer/boolean,
+    and the reference SDK client drops the whole tool otherwise; ``{"anyOf": [T, null]}`` has no
+    ``type``. So Optional[T] is advertised as T: the spec has clients omit the header for null, and
+    leaving the argument out gives the function its default. ToolRegistry rejects the other misuses.
+    """
+    branches = schema.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and branches[1] == {"type": "null"}:
+        schema = {**branches[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
+    if schema.get("type") == "integer":
+        schema["minimum"] = max(schema.get("minimum", -_SAFE_INTEGER), -_SAFE_INTEGER)
+        schema["maximum"] = min(schema.get("maximum", _SAFE_INTEGER), _SAFE_INTEGER)
+    schema[HEADER_KEY] = header
     return schema
 
 

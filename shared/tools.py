@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 
 from .mrtr import InputRequest, InputRequired, client_supports, elicit_url
-from .schema import Converter, add_default, converter_for, schema_for, validate
+from .schema import HEADER_KEY, Converter, add_default, converter_for, schema_for, validate
 
 __all__ = [
     "AuthorizationChallenge",
@@ -59,6 +59,12 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _SECTION = re.compile(r"(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Other Parameters):")
 _ARG_LINE = re.compile(r"\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)")
+# RFC 9110 field-name token (1*tchar): x-mcp-header becomes part of an HTTP header name.
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Schema keywords whose values are subschemas but leave the chain of plain `properties` keys.
+_SUBSCHEMA = frozenset({"items", "additionalProperties", "not", "if", "then", "else", "contains",
+                        "propertyNames", "unevaluatedItems", "unevaluatedProperties"})
+_SUBSCHEMAS = frozenset({"anyOf", "allOf", "oneOf", "prefixItems"})
 NO_DOWNSTREAM_MESSAGE = (
     "This server has no on-behalf-of credential configured, so this tool cannot call other APIs on your behalf."
 )
@@ -539,7 +545,8 @@ def _build_tool(
             prop["description"] = arg_docs[param.name]
         if param.default is param.empty:
             required.append(param.name)
-        else:
+        elif param.default is not None or not validate(None, prop, max_errors=1):
+            # A None default of a header parameter (advertised without null) goes undocumented.
             add_default(prop, param.default)
         properties[param.name] = prop
 
@@ -547,6 +554,7 @@ def _build_tool(
     if required:
         input_schema["required"] = required
     input_schema["additionalProperties"] = False
+    _check_headers(where, input_schema)
 
     output_schema = _output_schema(where, hints.get("return", inspect.Signature.empty), structured_output)
     tool_scopes = _tokens(where, "scopes", scopes)
@@ -577,6 +585,48 @@ def _build_tool(
         converters=converters,
         context_params=tuple(context_params),
     )
+
+
+def _check_headers(where: str, input_schema: dict[str, Any]) -> None:
+    """Enforce the 2026-07-28 rules for Param(header=...) now: clients drop a tool that breaks them."""
+    seen: dict[str, str] = {}
+    for path, reachable, schema in _schema_positions(input_schema, (), True):
+        if HEADER_KEY not in schema:
+            continue
+        header = schema[HEADER_KEY]
+        name = ".".join(path)
+        what = f"{where}: parameter {name!r} has Param(header={header!r})"
+        if not reachable or not path:
+            raise TypeError(f"{what} inside a list, dict or union member; only a parameter itself or a "
+                            "TypedDict/dataclass field reached through plain fields can be mirrored into a header")
+        if not isinstance(header, str) or not header:
+            raise ValueError(f"{what}: the header name must not be empty")
+        if not _HEADER_TOKEN.fullmatch(header):
+            raise ValueError(f"{what}: the header name must be an HTTP token "
+                             "(letters, digits and !#$%&'*+-.^_`|~; no spaces or control characters)")
+        if schema.get("type") not in ("string", "integer", "boolean"):
+            raise TypeError(f"{what}: only str, int and bool values (or Literals/Enums of one of them) can be "
+                            "mirrored into a header, not floats, lists, objects or unions")
+        if (other := seen.setdefault(header.lower(), name)) != name:
+            raise ValueError(f"{what}: parameter {other!r} already uses that header name (case-insensitively)")
+
+
+def _schema_positions(
+    schema: Any, path: tuple[str, ...], reachable: bool
+) -> Iterator[tuple[tuple[str, ...], bool, dict[str, Any]]]:
+    """(property names on the way, whether only `properties` keys led here, subschema) for every subschema."""
+    if not isinstance(schema, dict):
+        return
+    yield path, reachable, schema
+    for keyword, value in schema.items():
+        if keyword == "properties" and isinstance(value, dict):
+            for key, sub in value.items():
+                yield from _schema_positions(sub, (*path, key), reachable)
+        elif keyword in _SUBSCHEMA:
+            yield from _schema_positions(value, path, False)
+        elif keyword in _SUBSCHEMAS and isinstance(value, list):
+            for sub in value:
+                yield from _schema_positions(sub, path, False)
 
 
 def _output_schema(where: str, hint: Any, structured_output: bool | None) -> dict[str, Any] | None:

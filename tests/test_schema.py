@@ -165,6 +165,46 @@ def test_param_rejects_bad_values() -> None:
         Param(min_length=-1)
 
 
+def test_param_header_marks_the_property() -> None:
+    assert schema_for(Annotated[str, Param(description="Region", header="Region")]) == {
+        "type": "string",
+        "description": "Region",
+        "x-mcp-header": "Region",
+    }
+    assert schema_for(Annotated[bool, Param(header="Dry-Run")]) == {"type": "boolean", "x-mcp-header": "Dry-Run"}
+    assert schema_for(Annotated[Literal["eu", "us"], Param(header="Geo")]) == {
+        "type": "string",
+        "enum": ["eu", "us"],
+        "x-mcp-header": "Geo",
+    }
+
+
+def test_param_header_keeps_integers_in_the_javascript_safe_range() -> None:
+    safe = 2**53 - 1
+    assert schema_for(Annotated[int, Param(header="N")]) == {
+        "type": "integer", "minimum": -safe, "maximum": safe, "x-mcp-header": "N",
+    }
+    assert schema_for(Annotated[int, Param(header="N", minimum=1, maximum=10**20)]) == {
+        "type": "integer", "minimum": 1, "maximum": safe, "x-mcp-header": "N",
+    }
+
+
+def test_param_header_on_optional_is_advertised_as_the_plain_type() -> None:
+    # Clients (the reference SDK among them) accept x-mcp-header only next to a single primitive "type",
+    # and omit the header for null: so Optional[T] with a header is advertised as T, on the property.
+    expected = {"type": "string", "maxLength": 8, "description": "d", "x-mcp-header": "Region"}
+    assert schema_for(Annotated[str | None, Param(description="d", max_length=8, header="Region")]) == expected
+    assert schema_for(Annotated[str, Param(description="d", max_length=8, header="Region")] | None) == expected
+    # Other unions are left alone (ToolRegistry refuses a header there).
+    assert "anyOf" in schema_for(Annotated[int | str, Param(header="X")])
+    assert "x-mcp-header" not in schema_for(Annotated[str | None, Param(description="d")])
+
+
+def test_param_header_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="header"):
+        Param(header=1)  # type: ignore[arg-type]
+
+
 def test_other_annotated_metadata_is_ignored() -> None:
     assert schema_for(Annotated[int, object()]) == {"type": "integer"}
 

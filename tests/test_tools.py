@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import json
 import logging
 import threading
@@ -374,6 +375,110 @@ def test_structured_output_rules(registry: ToolRegistry) -> None:
         registry.tool(structured_output=True)(scalar)
     with pytest.raises(TypeError, match="structured_output=True needs a return annotation"):
         registry.tool(structured_output=True)(unannotated)
+
+
+# x-mcp-header (Param(header=...)): mistakes surface at registration, naming the tool and the parameter.
+
+
+class Placement(TypedDict):
+    zone: Annotated[str, Param(header="Zone")]
+    rack: int
+
+
+class Tagged(TypedDict):
+    tag: Annotated[str, Param(header="Tag")]
+
+
+def _with_hints(**hints: Any) -> Any:
+    """A documented tool function whose annotations are ``hints`` (objects, not strings)."""
+
+    def f(**kwargs: Any) -> str:
+        """Doc."""
+        return "ok"
+
+    f.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in hints]
+    )
+    f.__annotations__ = {**hints, "return": str}
+    return f
+
+
+def test_param_header_goes_into_the_definition(registry: ToolRegistry) -> None:
+    @registry.tool
+    def query(
+        region: Annotated[str, Param(description="Region", header="Region")],
+        sql: str,
+        where: Placement,
+        dry_run: Annotated[bool | None, Param(header="Dry-Run")] = None,
+    ) -> str:
+        """Run a query."""
+        return f"{region} {dry_run}"
+
+    properties = registry.definitions()[0]["inputSchema"]["properties"]
+    assert properties["region"] == {"type": "string", "description": "Region", "x-mcp-header": "Region"}
+    assert "x-mcp-header" not in properties["sql"]
+    assert properties["where"]["properties"]["zone"]["x-mcp-header"] == "Zone"
+    # Optional: advertised as the plain type, and its None default is not documented as a JSON null.
+    assert properties["dry_run"] == {"type": "boolean", "x-mcp-header": "Dry-Run"}
+    where = {"zone": "z1", "rack": 1}
+    assert text_of(registry.call("query", {"region": "eu", "sql": "s", "where": where}, make_ctx())) == "eu None"
+    result = registry.call("query", {"region": "eu", "sql": "s", "where": where, "dry_run": None}, make_ctx())
+    assert result["isError"] is True and "arguments.dry_run: expected boolean, got null" in text_of(result)
+
+
+def test_param_header_definitions_pass_the_mcp_sdk_check(registry: ToolRegistry) -> None:
+    # The reference SDK client drops a tool whose x-mcp-header annotations it finds invalid.
+    inbound = pytest.importorskip("mcp.shared.inbound")
+
+    @registry.tool
+    def query(
+        where: Placement,
+        region: Annotated[str | None, Param(header="Region")] = None,
+        limit: Annotated[int, Param(header="Limit", maximum=100)] = 10,
+    ) -> str:
+        """Run a query."""
+        return "ok"
+
+    schema = registry.definitions()[0]["inputSchema"]
+    assert inbound.find_invalid_x_mcp_header(schema) is None
+    assert inbound.x_mcp_header_map(schema) == {("where", "zone"): "Zone", ("region",): "Region", ("limit",): "Limit"}
+
+
+@pytest.mark.parametrize(
+    ("hints", "error", "message"),
+    [
+        ({"a": Annotated[str, Param(header="")]}, ValueError, "'a' .*must not be empty"),
+        ({"a": Annotated[str, Param(header="Two Words")]}, ValueError, "'a' .*HTTP token"),
+        ({"a": Annotated[str, Param(header="Région")]}, ValueError, "'a' .*HTTP token"),
+        ({"a": Annotated[str, Param(header="X\r\nSet-Cookie")]}, ValueError, "'a' .*HTTP token"),
+        ({"a": Annotated[str, Param(header="a:b")]}, ValueError, "'a' .*HTTP token"),
+        ({"a": Annotated[float, Param(header="X")]}, TypeError, "'a' .*only str, int and bool"),
+        ({"a": Annotated[int | str, Param(header="X")]}, TypeError, "'a' .*only str, int and bool"),
+        ({"a": Annotated[list[str], Param(header="X")]}, TypeError, "'a' .*only str, int and bool"),
+        ({"a": Annotated[Placement, Param(header="X")]}, TypeError, "'a' .*only str, int and bool"),
+        ({"a": Annotated[Literal[1, "x"], Param(header="X")]}, TypeError, "'a' .*only str, int and bool"),
+        ({"a": list[Annotated[str, Param(header="X")]]}, TypeError, "'a' .*inside a list, dict or union"),
+        ({"a": dict[str, Annotated[str, Param(header="X")]]}, TypeError, "'a' .*inside a list, dict or union"),
+        ({"a": tuple[Annotated[str, Param(header="X")], int]}, TypeError, "'a' .*inside a list, dict or union"),
+        ({"a": int | Annotated[str, Param(header="X")]}, TypeError, "'a' .*inside a list, dict or union"),
+        ({"a": list[Tagged]}, TypeError, "'a.tag' .*inside a list, dict or union"),
+        ({"a": Tagged | None}, TypeError, "'a.tag' .*inside a list, dict or union"),
+        (
+            {"a": Annotated[str, Param(header="Region")], "b": Annotated[int, Param(header="region")]},
+            ValueError, "'b' .*'a' already uses that header name",
+        ),
+        (
+            {"a": Annotated[str, Param(header="Zone")], "b": Placement},
+            ValueError, "'b.zone' .*'a' already uses that header name",
+        ),
+    ],
+)
+def test_param_header_mistakes_fail_at_registration(
+    registry: ToolRegistry, hints: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match="^Tool 'f': parameter " + message):
+        registry.tool(_with_hints(**hints))
+    assert "f" not in registry
 
 
 # --------------------------------------------------------------------------------------------------
