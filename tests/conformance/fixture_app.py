@@ -10,7 +10,7 @@ Everything here is test-only: nothing of it ships in the product.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import azure.functions as func
 
@@ -20,6 +20,7 @@ from shared.mrtr import InputRequest, InputRequired, accepted, elicit_form, list
 from shared.pipeline import McpServer
 from shared.prompts import PromptMessage, PromptRegistry
 from shared.resources import ResourceContents, ResourceRegistry
+from shared.schema import Param
 from shared.tools import ToolContext, ToolError, ToolRegistry, ToolResult
 
 TEST_IMAGE_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -143,7 +144,7 @@ _schema_tool.definition["inputSchema"] = JSON_SCHEMA_2020_12_INPUT_SCHEMA
 
 
 @tools.tool
-def test_header_param(region: str, query: str = "") -> ToolResult:
+def test_header_param(region: Annotated[str, Param(header="Region")], query: str = "") -> ToolResult:
     """Runs a query in a region; the region is mirrored into the Mcp-Param-Region header (SEP-2243)
 
     Args:
@@ -151,12 +152,6 @@ def test_header_param(region: str, query: str = "") -> ToolResult:
         query: The query
     """
     return _text(f"region={region} query={query}")
-
-
-# x-mcp-header has no decorator option yet: annotate the listed schema (the engine validates from it).
-_header_tool = tools.get("test_header_param")
-assert _header_tool is not None
-_header_tool.definition["inputSchema"]["properties"]["region"]["x-mcp-header"] = "Region"
 
 
 # ---- tools: asking the client (2026-07-28 multi round-trip requests) ----------------------------------
