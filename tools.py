@@ -30,10 +30,10 @@ def whoami(ctx: ToolContext) -> Identity:
     return Identity(
         name=claims.get("name", ""),
         preferred_username=claims.get("preferred_username", ""),
-        oid=claims.get("oid", ""),
+        oid=ctx.caller.oid,
         tid=claims.get("tid", ""),
         scopes=sorted(ctx.caller.scopes),
-        client_app_id=claims.get("azp") or claims.get("appid", ""),
+        client_app_id=ctx.caller.client_app_id,
     )
 
 

@@ -9,20 +9,22 @@ if [ ! -x .venv/bin/python ]; then
   echo "Creating .venv with $("$PYTHON" --version)"
   "$PYTHON" -m venv .venv
 fi
+# sha256sum is GNU coreutils; macOS ships shasum instead.
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi | cut -d' ' -f1; }
 # Reinstall only when the requirement files change.
 stamp=.venv/.requirements-dev.sha256
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt | sha256)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
 
-# --- conformance tools (issue 3): Node 22 and the pinned MCP conformance suites, into .tools/node ---
+# --- conformance tools: Node 22 and the pinned MCP conformance suites, into .tools/node ---
 # Installed from tests/conformance/npm/package-lock.json whenever it changes. Without npm the conformance
 # tests skip with the reason (and fail when CI is set).
 node_stamp=.tools/node/.package-lock.sha256
-node_want=$(sha256sum tests/conformance/npm/package-lock.json | cut -d' ' -f1)
+node_want=$(sha256 tests/conformance/npm/package-lock.json)
 if [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
   if command -v npm >/dev/null 2>&1; then
     mkdir -p .tools/node

@@ -15,6 +15,7 @@ nothing (an empty list), which the protocol allows.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -58,7 +59,7 @@ class CompletionRegistry:
         values: list[str] = []
         if completer is not None:
             produced = completer(value, context)
-            if not isinstance(produced, (list, tuple)) and hasattr(produced, "__await__"):
+            if inspect.isawaitable(produced):
                 produced = run_awaitable(produced)
             values = [str(v) for v in produced]
         return {"values": values[:MAX_VALUES], "total": len(values), "hasMore": len(values) > MAX_VALUES}

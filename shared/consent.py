@@ -16,13 +16,13 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from .http import HttpResponse
+from .http import HttpRequest, HttpResponse
 
 CONSENT_PATH = "/consent"
 
 # The only query value the page reflects, and only when it looks like an OAuth error code: the rest
 # (error_description, code, state) is attacker-controllable or sensitive and is never echoed.
-_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 # Removes ?code=... from the address bar and browser history; the CSP below allows exactly this script.
 _SCRIPT = 'history.replaceState(null, "", location.pathname);'
@@ -75,17 +75,17 @@ def consent_url(
     return f"{authority_host.rstrip('/')}/{tenant_id}/oauth2/v2.0/authorize?{urlencode(params)}"
 
 
-def consent_page(request: object) -> HttpResponse:
+def consent_page(request: HttpRequest) -> HttpResponse:
     """``GET /consent``: the page Entra redirects to after the consent prompt. Static, stores nothing.
 
-    ``request`` is a ``shared.http.HttpRequest``; only its method and ``error`` query value are read.
+    Only the request's method and its ``error`` query value are read.
     """
-    method = str(getattr(request, "method", "GET")).upper()
-    if method not in ("GET", "HEAD"):
+    # The Functions route admits only GET; this guards direct callers (and a route someone widens).
+    if request.method.upper() != "GET":
         return HttpResponse(405, {"Allow": "GET", "Content-Type": "text/plain; charset=utf-8"}, b"Use GET.\n")
-    error = str(getattr(request, "query_params", {}).get("error", ""))
+    error = request.query_params.get("error", "")
     if error:
-        code = error if _ERROR_CODE.match(error) else "unknown_error"
+        code = error if _ERROR_CODE.fullmatch(error) else "unknown_error"
         title = "Consent was not granted"
         message = (
             f"Microsoft Entra ID reported <code>{html.escape(code)}</code>. If you declined, nothing was changed. "
@@ -98,4 +98,4 @@ def consent_page(request: object) -> HttpResponse:
         message = "You can close this tab, go back to your MCP client and run the tool again."
         status = 200
     body = _PAGE.format(title=title, message=message, script=_SCRIPT).encode()
-    return HttpResponse(status, dict(_HEADERS), b"" if method == "HEAD" else body)
+    return HttpResponse(status, dict(_HEADERS), body)

@@ -13,13 +13,14 @@ the resource is derived from GRAPH_API_BASE_URL so sovereign clouds get their ow
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .obo import RetryBudget, parse_retry_after
+from .retry import RetryBudget, parse_retry_after, try_again_hint
 from .settings import DEFAULT_GRAPH_API_BASE_URL
 from .tools import ToolContext, ToolError
 
@@ -28,6 +29,7 @@ log = logging.getLogger("mcp.graph")
 __all__ = ["GraphClient", "get", "graph_scope"]
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_PATH_HEAD = re.compile(r"[A-Za-z0-9_.$-]{1,64}")
 _local = threading.local()  # one requests.Session per thread: connection reuse without sharing a Session
 
 
@@ -51,6 +53,7 @@ class GraphClient:
         import requests
 
         url = self.base_url + "/" + path.lstrip("/")
+        where = _loggable_path(path)
         session = _session()
         deadline = time.monotonic() + self.budget.total_seconds
         attempt = 0
@@ -78,11 +81,10 @@ class GraphClient:
                 problem = _graph_error(response)
             delay = self.budget.next_delay(attempt, retry_after, deadline)
             if delay is None:
-                log.error("Microsoft Graph GET %s failed after %d attempt(s): %s", path, attempt, problem)
-                wait = f" Try again in {int(retry_after)} seconds." if retry_after else " Try again shortly."
-                raise ToolError(problem + wait)
+                log.error("Microsoft Graph GET %s failed after %d attempt(s): %s", where, attempt, problem)
+                raise ToolError(problem + try_again_hint(retry_after))
             log.warning("Microsoft Graph GET %s failed (attempt %d), retrying in %.1f s: %s",
-                        path, attempt, delay, problem)
+                        where, attempt, delay, problem)
             time.sleep(delay)
 
 
@@ -108,6 +110,15 @@ def _session() -> Any:
 
         session = _local.session = requests.Session()
     return session
+
+
+def _loggable_path(path: str) -> str:
+    """``/users/alice@contoso.com/photo`` -> ``/users/...``: anything after the first segment (an id, a UPN,
+    ``users('alice@contoso.com')``, a query) may be user data, so only the segment's leading name is kept."""
+    trimmed = path.lstrip("/")
+    head = _PATH_HEAD.match(trimmed)
+    name = head.group(0) if head else ""
+    return "/" + name + ("..." if len(trimmed) > len(name) else "")
 
 
 def _json_object(response: Any) -> dict[str, Any]:

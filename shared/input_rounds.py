@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .context import Caller, ToolContext
 from .jsonrpc import INVALID_PARAMS, INVALID_REQUEST, MISSING_CLIENT_CAPABILITY, RpcError
 from .mrtr import InputRequired, client_supports
 from .request_state import InvalidRequestState, RequestStateCodec, StaleRequestState
 from .rpc_request import Request
-from .tools import Caller, ToolContext
 
 # The engine's logger name from before this module was split out: operators' filters keep working.
 log = logging.getLogger("mcp.protocol")
@@ -90,7 +90,7 @@ def _input_responses(params: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _subject(caller: Caller) -> str:
     """Who requestState is bound to: the caller's tenant and object ID (sub for callers without oid)."""
-    claims = getattr(caller, "claims", None) or {}
+    claims = caller.claims
     return f"{claims.get('tid', '')}/{claims.get('oid') or claims.get('sub', '')}"
 
 

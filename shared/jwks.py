@@ -12,6 +12,7 @@ Behaviour follows Microsoft's guidance for Entra keys:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -156,8 +157,6 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, RSAPublicKey]:
 
 
 def _b64url_int(value: str) -> int:
-    import base64
-
     raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     return int.from_bytes(raw, "big")
 

@@ -17,11 +17,11 @@ from .completions import CompletionRegistry
 from .input_rounds import run_with_input
 from .jsonrpc import INVALID_PARAMS, LEGACY_RESOURCE_NOT_FOUND, RpcError
 from .pagination import page
-from .prompts import PromptArgumentError, PromptRegistry, UnknownPromptError
+from .prompts import PromptArgumentError, PromptRegistry
 from .request_state import RequestStateCodec
 from .resources import ResourceNotFound, ResourceRegistry
 from .rpc_request import LOG_LEVELS, Request
-from .tools import ToolContext, ToolRegistry, UnknownToolError
+from .tools import ToolContext, ToolRegistry
 from .versions import LATEST_LEGACY_VERSION, LEGACY_VERSIONS, SUPPORTED_VERSIONS
 
 
@@ -123,14 +123,8 @@ def _tools_call(server: Server, request: Request) -> dict[str, Any]:
     arguments = request.params.get("arguments")
     if server.tools.get(name) is None:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}")
-
-    def run(ctx: ToolContext) -> dict[str, Any]:
-        try:
-            return server.tools.call(name, arguments, ctx)
-        except UnknownToolError:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}") from None
-
-    return run_with_input(server.request_state, request, f"tools/call:{name}", run)
+    return run_with_input(server.request_state, request, f"tools/call:{name}",
+                          lambda ctx: server.tools.call(name, arguments, ctx))
 
 
 # -- resources -----------------------------------------------------------------------
@@ -168,14 +162,14 @@ def _prompts_get(server: Server, request: Request) -> dict[str, Any]:
     name = request.params.get("name")
     if not isinstance(name, str):
         raise RpcError(INVALID_PARAMS, "Invalid params: 'name' must be a string")
-    if server.prompts.get_prompt(name) is None:
-        raise RpcError(INVALID_PARAMS, f"Invalid params: unknown prompt: {name[:128]}")
+    if server.prompts.get(name) is None:
+        raise RpcError(INVALID_PARAMS, f"Unknown prompt: {name[:128]}")
     arguments = request.params.get("arguments")
 
     def run(ctx: ToolContext) -> dict[str, Any]:
         try:
-            return server.prompts.get(name, arguments, ctx)
-        except (UnknownPromptError, PromptArgumentError) as exc:
+            return server.prompts.render(name, arguments, ctx)
+        except PromptArgumentError as exc:
             raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
 
     return run_with_input(server.request_state, request, f"prompts/get:{name}", run)
@@ -195,7 +189,7 @@ def _complete(server: Server, request: Request) -> dict[str, Any]:
     kind = ref.get("type")
     if kind == "ref/prompt":
         target = ref.get("name")
-        if not isinstance(target, str) or server.prompts.get_prompt(target) is None:
+        if not isinstance(target, str) or server.prompts.get(target) is None:
             raise RpcError(INVALID_PARAMS, "Invalid params: unknown prompt")
     elif kind == "ref/resource":
         target = ref.get("uri")

@@ -27,10 +27,8 @@ Nothing here logs or puts into an error message a token, an assertion or a secre
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import email.utils
 import hashlib
 import json
 import logging
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .consent import consent_url
+from .retry import RetryBudget, parse_retry_after, try_again_hint
 from .settings import DEFAULT_GRAPH_API_BASE_URL, OboCredentialSettings, Settings, SettingsError
 from .tools import ClaimsChallengeError, ToolError, UrlElicitationRequired
 
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp.obo")
 
+# RetryBudget and parse_retry_after live in shared.retry; they stay importable from here (from_settings takes a budget).
 __all__ = ["OnBehalfOfService", "RetryBudget", "UserDownstream", "is_microsoft_authority", "parse_retry_after"]
 
 # The audience Entra expects in a managed identity token used as a federated identity credential.
@@ -92,51 +92,6 @@ _MISCONFIGURED_CODES = frozenset({
 def is_microsoft_authority(authority_host: str) -> bool:
     """True for Entra's own cloud login hosts (public and sovereign clouds)."""
     return (urlsplit(authority_host).hostname or "").lower() in MICROSOFT_AUTHORITY_HOSTS
-
-
-MAX_RETRY_AFTER_SECONDS = 86_400
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    # ASCII digits only (str.isdigit() also accepts "²"), and bounded: a day is beyond any budget.
-    if value.isascii() and value.isdigit():
-        return float(min(int(value[:9]), MAX_RETRY_AFTER_SECONDS))
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        when = email.utils.parsedate_to_datetime(value)
-        return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_SECONDS)
-    return None
-
-
-@dataclass(frozen=True)
-class RetryBudget:
-    """How long one downstream step (a token exchange, one API call) may take, retries included.
-
-    The defaults keep a step under about 25 s: an MCP tool call that needs a token and one API call
-    stays well below the 230 s Azure Functions HTTP limit even when both services are struggling.
-    """
-
-    total_seconds: float = 25.0
-    attempts: int = 3
-    connect_timeout: float = 4.0
-    read_timeout: float = 10.0
-    backoff_seconds: float = 0.5  # first back-off when the server gives no Retry-After; doubles per attempt
-
-    def backoff(self, attempt: int) -> float:
-        return self.backoff_seconds * (2 ** (attempt - 1))
-
-    def next_delay(self, attempt: int, retry_after: float | None, deadline: float) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None when that would not fit in the budget."""
-        if attempt >= self.attempts:
-            return None
-        delay = retry_after if retry_after is not None else self.backoff(attempt)
-        # A further attempt is worth it only if it can finish, read timeout included, before the deadline.
-        if time.monotonic() + delay + self.read_timeout > deadline:
-            return None
-        return delay
 
 
 class _Transient(Exception):
@@ -208,16 +163,13 @@ class OnBehalfOfService:
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> OnBehalfOfService:
         """The service for this app's settings (a bad certificate stops the app at start-up)."""
-        public = settings.public_base_url or (
-            f"https://{settings.website_hostname}" if settings.website_hostname else None
-        )
         return cls(
             tenant_id=settings.tenant_id,
             client_id=settings.client_id,
             authority_host=settings.authority_host,
             credential=settings.obo,
             graph_api_base_url=settings.graph_api_base_url,
-            public_base_url=public,
+            public_base_url=settings.public_origin,
             **options,
         )
 
@@ -420,9 +372,9 @@ class OnBehalfOfService:
         if status == 429 or (status is not None and status >= 500) or error in ("temporarily_unavailable",
                                                                                   "server_error"):
             retry_after = parse_retry_after(headers.get("retry-after"))
-            wait = f" Try again in {int(retry_after)} seconds." if retry_after else " Try again shortly."
             verb = "is throttling" if status == 429 else "is unavailable for"
-            return _Transient(f"Microsoft Entra ID {verb} token requests ({code_text}).{wait}", retry_after)
+            return _Transient(f"Microsoft Entra ID {verb} token requests ({code_text}).{try_again_hint(retry_after)}",
+                              retry_after)
         if status is None:
             if _caused_by(exc, _ManagedIdentityUnavailable):
                 return _Transient("This server's managed identity could not provide its credential; "
@@ -476,6 +428,8 @@ class UserDownstream:
 
     async def get_token_async(self, *scopes: str) -> str:
         """:meth:`get_token` for async tools: the exchange runs in a worker thread, the event loop stays free."""
+        import asyncio  # here, like shared.callables.run_awaitable: only async tools need it
+
         return await asyncio.to_thread(self.get_token, *scopes)
 
     def __repr__(self) -> str:

@@ -11,9 +11,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import prm
@@ -38,9 +38,21 @@ _MCP_PARAM_HEADER = re.compile(r"mcp-param-[a-z0-9_.-]{1,64}", re.IGNORECASE)
 _CORS_EXPOSE = "WWW-Authenticate, Mcp-Protocol-Version"
 _CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID"
 
-# ``factory(raw_token, public_base=..., expires_at=..., login_hint=...)``: the downstream token source for one
-# verified request (``OnBehalfOfService.for_assertion``). public_base lets it build the consent landing URL.
-DownstreamFactory = Callable[..., DownstreamAuth]
+DEFAULT_SERVER_NAME = "entra-mcp-server"
+DEFAULT_SERVER_VERSION = "1.0.0"
+
+
+class DownstreamFactory(Protocol):
+    """Builds the downstream token source for one verified request (``OnBehalfOfService.for_assertion``).
+
+    ``token`` is the caller's already-validated bearer token (the on-behalf-of user assertion);
+    ``public_base`` the origin the request came in on, for the consent landing URL; ``expires_at`` the
+    token's ``exp`` claim as it was in the token; ``login_hint`` the user's sign-in name, if any.
+    """
+
+    def __call__(
+        self, token: str, /, *, public_base: str, expires_at: Any, login_hint: str | None
+    ) -> DownstreamAuth: ...
 
 
 class McpServer:
@@ -51,8 +63,8 @@ class McpServer:
         settings: Settings,
         tools: ToolRegistry,
         *,
-        name: str = "entra-mcp-server",
-        version: str = "1.0.0",
+        name: str = DEFAULT_SERVER_NAME,
+        version: str = DEFAULT_SERVER_VERSION,
         instructions: str | None = None,
         validator: TokenValidator | None = None,
         downstream: DownstreamFactory | None = None,
@@ -80,53 +92,76 @@ class McpServer:
         self._public_hosts = {h for h in (public, settings.website_hostname) if h}
 
     @classmethod
-    def from_environment(cls, tools: ToolRegistry, **kwargs: Any) -> McpServer:
-        """Read and validate the settings now, at start-up (a bad setting stops the app)."""
+    def from_environment(
+        cls,
+        tools: ToolRegistry,
+        *,
+        name: str = DEFAULT_SERVER_NAME,
+        version: str = DEFAULT_SERVER_VERSION,
+        instructions: str | None = None,
+        resources: ResourceRegistry | None = None,
+        prompts: PromptRegistry | None = None,
+        completions: CompletionRegistry | None = None,
+        validator: TokenValidator | None = None,
+        downstream: DownstreamFactory | None = None,
+    ) -> McpServer:
+        """Read and validate the settings now, at start-up (a bad setting stops the app).
+
+        Without ``downstream``, an OBO_* setting wires on-behalf-of (``shared.obo``) for ``ctx.downstream``.
+        """
         settings = load_settings()
-        if downstream := kwargs.pop("downstream", None):
-            return cls(settings, tools, downstream=downstream, **kwargs)
-        if settings.obo.mode is not None:
+        if downstream is None and settings.obo.mode is not None:
             # Imported here: azure-identity is loaded only by apps that use on-behalf-of.
             from .obo import OnBehalfOfService
 
-            kwargs["downstream"] = OnBehalfOfService.from_settings(settings).for_assertion
-        if settings.obo.mode == "client_secret" and settings.website_hostname:
-            log.warning("OBO_CLIENT_SECRET is meant for local development; in Azure use "
-                        "OBO_MANAGED_IDENTITY_CLIENT_ID (no secret) or a certificate")
-        return cls(settings, tools, **kwargs)
+            downstream = OnBehalfOfService.from_settings(settings).for_assertion
+            if settings.obo.mode == "client_secret" and settings.website_hostname:
+                log.warning("OBO_CLIENT_SECRET is meant for local development; in Azure use "
+                            "OBO_MANAGED_IDENTITY_CLIENT_ID (no secret) or a certificate")
+        return cls(
+            settings, tools, name=name, version=version, instructions=instructions, validator=validator,
+            downstream=downstream, resources=resources, prompts=prompts, completions=completions,
+        )
 
     # -- MCP endpoint --------------------------------------------------------------
 
     def handle_mcp(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        seen: list[Principal] = []
-        response: HttpResponse
+        principal: Principal | None = None
         try:
-            response = self._handle_mcp(request, seen)
+            response, principal = self._handle_mcp(request)
         except Exception:
-            log.exception("Unhandled error while serving /mcp")
-            response = HttpResponse(500, {"Content-Type": _JSON}, error_body(-32603, "Internal error"))
-        self._log(response, seen[0] if seen else None, started)
+            response = _internal_error()  # before authentication: no verified caller to name
+        self._log(response, principal, started)
         return response
 
-    def _handle_mcp(self, request: HttpRequest, seen: list[Principal]) -> HttpResponse:
-        """Serve /mcp; the verified caller is appended to ``seen`` (for the log, even on failure)."""
+    def _handle_mcp(self, request: HttpRequest) -> tuple[HttpResponse, Principal | None]:
+        """Serve /mcp; also return the verified caller (None when refused before or at authentication)."""
         base = self.public_base(request)
         if base is None:
-            return _refuse(421, "Misdirected Request: unknown Host")
+            _log_unknown_host(request)
+            return _refuse(421, "Misdirected Request: unknown Host"), None
         cors = self._cors_headers(request, base)
         if cors is None:
-            return _refuse(403, "Forbidden: Origin not allowed")
+            return _refuse(403, "Forbidden: Origin not allowed"), None
         if request.method.upper() == "OPTIONS":
             return HttpResponse(204, {**cors, "Access-Control-Allow-Methods": "POST",
                                       "Access-Control-Allow-Headers": _allowed_request_headers(request),
-                                      "Access-Control-Max-Age": "600"})
+                                      "Access-Control-Max-Age": "600"}), None
 
         outcome = self._authenticate(request, base)
         if isinstance(outcome, HttpResponse):
-            return outcome.with_headers(cors)
+            return outcome.with_headers(cors), None
         principal, token = outcome
-        seen.append(principal)
+        try:
+            response = self._serve_verified(request, base, principal, token).with_headers(cors)
+        except Exception:
+            # Caught here rather than in handle_mcp so that the request line still names the verified caller.
+            response = _internal_error()
+        return response, principal
+
+    def _serve_verified(self, request: HttpRequest, base: str, principal: Principal, token: str) -> HttpResponse:
+        """Run the engine for an authenticated request; turn tool-raised auth challenges into HTTP ones."""
         downstream = self._downstream(
             token, public_base=base, expires_at=principal.claims.get("exp"),
             login_hint=principal.preferred_username or None,
@@ -145,7 +180,7 @@ class McpServer:
                                 "additional sign-in requirements", claims=exc.claims),
                 rpc=exc.rpc,
             )
-        return response.with_headers(cors)
+        return response
 
     def _authenticate(self, request: HttpRequest, base: str) -> HttpResponse | tuple[Principal, str]:
         metadata = prm.metadata_url(base)
@@ -186,8 +221,8 @@ class McpServer:
         return self._challenge(403, prm.metadata_url(base), scopes, "insufficient_scope", description)
 
     def _challenge(
-        self, status: int, metadata: str, scopes: Any, error: str | None = None, description: str | None = None,
-        *, claims: str | None = None,
+        self, status: int, metadata: str, scopes: Iterable[str], error: str | None = None,
+        description: str | None = None, *, claims: str | None = None,
     ) -> HttpResponse:
         challenge = prm.bearer_challenge(resource_metadata=metadata, scopes=scopes, error=error,
                                          error_description=description, claims=claims)
@@ -199,13 +234,15 @@ class McpServer:
     def handle_metadata(self, request: HttpRequest, *, root: bool = False) -> HttpResponse:
         base = self.public_base(request)
         if base is None:
-            return _refuse(421, "Misdirected Request: unknown Host")
+            _log_unknown_host(request)
+            return HttpResponse(421, {"Content-Type": _JSON},
+                                _oauth_error("invalid_request", "Misdirected Request: unknown Host"))
         cors = {"Access-Control-Allow-Origin": "*"}
         if request.method.upper() == "OPTIONS":
             return HttpResponse(204, {**cors, "Access-Control-Allow-Methods": "GET", "Access-Control-Max-Age": "600"})
-        if request.method.upper() not in ("GET", "HEAD"):
-            return HttpResponse(405, {"Allow": "GET", "Content-Type": _JSON},
-                                _oauth_error("method_not_allowed", "use GET"))
+        if request.method.upper() != "GET":
+            # Plain text like any HTTP 405: this is not an OAuth error, and RFC 9728 defines no error body.
+            return HttpResponse(405, {"Allow": "GET", "Content-Type": "text/plain; charset=utf-8"}, b"Use GET.\n")
         document = prm.protected_resource_metadata(
             # RFC 9728 §3.3: the resource is the URL the well-known path was derived from.
             resource=base if root else prm.resource_url(base),
@@ -227,7 +264,7 @@ class McpServer:
         host = request.host
         bare = host[:-4] if host.endswith(":443") else host
         if bare in self._public_hosts:
-            return self.settings.public_base_url or f"https://{self.settings.website_hostname}"
+            return self.settings.public_origin
         if is_loopback_host(host):
             return f"{request.scheme}://{host}"
         return None
@@ -273,6 +310,18 @@ def _loggable(value: str | None) -> str:
     if not value:
         return "-"
     return "".join(ch if ch.isprintable() and ch != " " else "?" for ch in value[:100])
+
+
+def _log_unknown_host(request: HttpRequest) -> None:
+    # Otherwise a wrong or missing MCP_PUBLIC_BASE_URL (a custom domain, a proxy) fails without a trace.
+    log.warning("Refused a request for unknown Host %s (421); if that is this app's public address, set "
+                "MCP_PUBLIC_BASE_URL to it", _loggable(request.host))
+
+
+def _internal_error() -> HttpResponse:
+    """The last-resort answer; called from an ``except`` block so the traceback is logged."""
+    log.exception("Unhandled error while serving /mcp")
+    return HttpResponse(500, {"Content-Type": _JSON}, error_body(-32603, "Internal error"))
 
 
 def _refuse(status: int, message: str) -> HttpResponse:

@@ -22,16 +22,14 @@ Add ``ctx: ToolContext`` to see the caller; raise ``InputRequired`` (``shared.mr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-from .callables import Signature, invoke, read_signature
-from .tools import ToolContext
+from .callables import NAME_PATTERN, NAME_RULE, Signature, invoke, read_signature
+from .context import ToolContext
 
 F = TypeVar("F", bound=Callable[..., Any])
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 class UnknownPromptError(LookupError):
@@ -74,16 +72,28 @@ class PromptRegistry:
     def __init__(self) -> None:
         self._prompts: dict[str, Prompt] = {}
 
+    @overload
+    def prompt(self, func: F, /) -> F: ...
+
+    @overload
+    def prompt(
+        self, func: None = None, /, *, name: str | None = None, title: str | None = None,
+        description: str | None = None,
+    ) -> Callable[[F], F]: ...
+
     def prompt(
         self, func: F | None = None, /, *, name: str | None = None, title: str | None = None,
         description: str | None = None,
-    ) -> Any:
-        """Register a prompt; use as ``@prompts.prompt`` or ``@prompts.prompt(title=...)``."""
+    ) -> F | Callable[[F], F]:
+        """Register a prompt; use as ``@prompts.prompt`` or ``@prompts.prompt(title=...)``.
+
+        The function is returned unchanged, so it stays a plain, unit-testable function.
+        """
 
         def register(f: F) -> F:
             prompt_name = name if name is not None else getattr(f, "__name__", "")
-            if not _NAME.fullmatch(prompt_name or ""):
-                raise ValueError(f"Invalid prompt name {prompt_name!r}: use 1-128 characters from A-Z a-z 0-9 _ . -")
+            if not isinstance(prompt_name, str) or not NAME_PATTERN.fullmatch(prompt_name):
+                raise ValueError(f"Invalid prompt name {prompt_name!r}: {NAME_RULE}")
             where = f"Prompt {prompt_name!r}"
             sig = read_signature(f, where, description)
             definition: dict[str, Any] = {"name": prompt_name}
@@ -107,7 +117,7 @@ class PromptRegistry:
     def definitions(self) -> list[dict[str, Any]]:
         return [p.definition for p in self._prompts.values()]
 
-    def get_prompt(self, name: str) -> Prompt | None:
+    def get(self, name: str) -> Prompt | None:
         return self._prompts.get(name)
 
     def __len__(self) -> int:
@@ -116,7 +126,7 @@ class PromptRegistry:
     def __iter__(self) -> Iterator[Prompt]:
         return iter(self._prompts.values())
 
-    def get(self, name: str, arguments: Any, ctx: ToolContext) -> dict[str, Any]:
+    def render(self, name: str, arguments: Any, ctx: ToolContext) -> dict[str, Any]:
         """Render a prompt as a ``GetPromptResult``; raise UnknownPromptError or PromptArgumentError."""
         prompt = self._prompts.get(name)
         if prompt is None:

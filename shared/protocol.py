@@ -48,7 +48,7 @@ from .request_state import RequestStateCodec
 from .resources import ResourceRegistry
 from .rpc_request import LOG_LEVELS, Request
 from .tools import AuthorizationChallenge, Caller, DownstreamAuth, RequestInfo, ToolRegistry
-from .versions import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
+from .versions import BATCH_VERSION, DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
 
 log = logging.getLogger("mcp.protocol")
 
@@ -164,9 +164,9 @@ class McpEngine:
     def _handle_batch(
         self, messages: list[Any], h: Mapping[str, str], caller: Caller, downstream: DownstreamAuth | None
     ) -> HttpResponse:
-        # JSON-RPC batches existed only in 2025-03-26 (the version assumed without a header).
+        # JSON-RPC batches existed only in BATCH_VERSION (also the version assumed without a header).
         version = h.get("mcp-protocol-version", DEFAULT_LEGACY_VERSION)
-        if version != "2025-03-26" or not messages:
+        if version != BATCH_VERSION or not messages:
             return _error_response(
                 RpcError(INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported in this version",
                          status=400),

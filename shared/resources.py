@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from .callables import Signature, invoke, read_signature
-from .tools import ToolContext
+from .context import ToolContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 

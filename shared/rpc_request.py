@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .tools import Caller, DownstreamAuth, RequestInfo, ToolContext
+from .context import Caller, DownstreamAuth, RequestInfo, ToolContext
 from .versions import MODERN_VERSIONS
 
 # The syslog severities MCP uses, lowest first (logging/setLevel and the 2026-07-28 _meta log level).

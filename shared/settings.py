@@ -37,8 +37,6 @@ OPTIONAL_SETTINGS = (
 )
 SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 
-# Entra tenant names like "common" or "organizations" would accept tokens from any
-# tenant, so only a concrete tenant GUID is allowed.
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _APP_ID_URI_RE = re.compile(r"(api|https)://[A-Za-z0-9._~:/-]+")
 _PLACEHOLDER_GUID = "00000000-0000-0000-0000-000000000000"
@@ -104,6 +102,16 @@ class Settings:
         return f"{self.authority_host}/{self.tenant_id}/v2.0"
 
     @property
+    def public_origin(self) -> str | None:
+        """This app's configured public origin: MCP_PUBLIC_BASE_URL, else https://WEBSITE_HOSTNAME in Azure.
+
+        None when neither is set (local development: the request's own loopback origin is used instead).
+        """
+        if self.public_base_url:
+            return self.public_base_url
+        return f"https://{self.website_hostname}" if self.website_hostname else None
+
+    @property
     def authorization_server(self) -> str:
         return self.issuer
 
@@ -116,7 +124,7 @@ class Settings:
         return tuple(self.full_scope(s) for s in self.required_scopes)
 
     def full_scope(self, scope: str) -> str:
-        """Short scope name -> the name a client must request (short names resolve to Graph)."""
+        """Short scope name -> the full name a client must request (Entra resolves a bare short name to Graph)."""
         return f"{self.app_id_uri}/{scope}"
 
 
@@ -132,6 +140,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if not get(name):
             problems[name] = "is required but not set"
 
+    # Entra tenant names like "common" or "organizations" would accept tokens from any
+    # tenant, so only a concrete tenant GUID is allowed.
     tenant_id = _guid(get("ENTRA_TENANT_ID"), "ENTRA_TENANT_ID", problems)
     client_id = _guid(get("ENTRA_CLIENT_ID"), "ENTRA_CLIENT_ID", problems)
     for name, value in (("ENTRA_TENANT_ID", tenant_id), ("ENTRA_CLIENT_ID", client_id)):
@@ -188,8 +198,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         authority = f"https://{parts.netloc.lower()}"
 
     obo = OboCredentialSettings(
-        managed_identity_client_id=_optional_guid(get("OBO_MANAGED_IDENTITY_CLIENT_ID"),
-                                                  "OBO_MANAGED_IDENTITY_CLIENT_ID", problems),
+        managed_identity_client_id=_guid(get("OBO_MANAGED_IDENTITY_CLIENT_ID"), "OBO_MANAGED_IDENTITY_CLIENT_ID",
+                                         problems),
         certificate_path=get("OBO_CLIENT_CERTIFICATE_PATH") or None,
         certificate_password=get("OBO_CLIENT_CERTIFICATE_PASSWORD") or None,
         client_secret=get("OBO_CLIENT_SECRET") or None,
@@ -266,10 +276,6 @@ def _guid(value: str, name: str, problems: dict[str, str]) -> str | None:
     except ValueError:
         problems.setdefault(name, f"must be a GUID (got {value[:60]!r})")
         return None
-
-
-def _optional_guid(value: str, name: str, problems: dict[str, str]) -> str | None:
-    return _guid(value, name, problems) if value else None
 
 
 def _origin(value: str, name: str, problems: dict[str, str], *, https_only: bool = True) -> str | None:

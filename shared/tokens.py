@@ -147,6 +147,8 @@ class TokenValidator:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
+                # iat is informational in Entra tokens (Microsoft.Identity.Web does not check it); exp and
+                # nbf bound validity, and a skewed iat must not refuse an otherwise valid token.
                 options={"require": ["exp", "iss", "aud", "tid"], "verify_iat": False},
             )
         except jwt.ExpiredSignatureError:

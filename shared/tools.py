@@ -29,17 +29,29 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, TypeVar, overload
 
-from .mrtr import InputRequest, InputRequired, client_supports, elicit_url
-from .schema import HEADER_KEY, Converter, add_default, converter_for, schema_for, validate
+from .callables import NAME_PATTERN, NAME_RULE, parse_docstring, run_awaitable
+from .context import Caller, DownstreamAuth, RequestInfo, ToolContext
+from .errors import (
+    AuthorizationChallenge,
+    ClaimsChallengeError,
+    InsufficientScopeError,
+    ToolError,
+    UrlElicitationRequired,
+)
+from .mrtr import InputRequired, elicit_url
+from .schema import HEADER_KEY, Converter, Param, add_default, converter_for, schema_for, validate
 
+# Caller, DownstreamAuth, RequestInfo and ToolContext live in shared.context, the errors in shared.errors
+# and Param in shared.schema; they are re-exported here so a tools file needs only this one import.
 __all__ = [
     "AuthorizationChallenge",
     "Caller",
     "ClaimsChallengeError",
     "DownstreamAuth",
     "InsufficientScopeError",
+    "Param",
     "RequestInfo",
     "Tool",
     "ToolAnnotations",
@@ -53,92 +65,18 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_LOG = logging.getLogger("mcp.tools")
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # RFC 6749 scope-token characters: these end up inside a WWW-Authenticate header, so no spaces or quotes.
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_SECTION = re.compile(r"(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Other Parameters):")
-_ARG_LINE = re.compile(r"\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)")
 # RFC 9110 field-name token (1*tchar): x-mcp-header becomes part of an HTTP header name.
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Schema keywords whose values are subschemas but leave the chain of plain `properties` keys.
 _SUBSCHEMA = frozenset({"items", "additionalProperties", "not", "if", "then", "else", "contains",
                         "propertyNames", "unevaluatedItems", "unevaluatedProperties"})
 _SUBSCHEMAS = frozenset({"anyOf", "allOf", "oneOf", "prefixItems"})
-NO_DOWNSTREAM_MESSAGE = (
-    "This server has no on-behalf-of credential configured, so this tool cannot call other APIs on your behalf."
-)
 
 
 # --------------------------------------------------------------------------------------------------
-# What a tool sees
-
-
-class Caller(Protocol):
-    """The verified caller. ``shared.tokens.Principal`` satisfies this structurally."""
-
-    @property
-    def claims(self) -> Mapping[str, Any]: ...
-
-    @property
-    def scopes(self) -> frozenset[str]:
-        """Delegated scopes, short names (``"user_impersonation"``); empty for app-only tokens."""
-        ...
-
-    @property
-    def roles(self) -> frozenset[str]:
-        """App roles granted to the caller."""
-        ...
-
-
-class DownstreamAuth(Protocol):
-    """Issues tokens for downstream APIs (on-behalf-of). Tools never see the caller's own token."""
-
-    def get_token(self, *scopes: str) -> str: ...
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """What the client told us about itself; the mappings may be empty."""
-
-    protocol_version: str
-    client_info: Mapping[str, Any] = field(default_factory=dict)
-    client_capabilities: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ToolContext:
-    """Injected into any tool parameter annotated ``ToolContext``; never part of the input schema."""
-
-    caller: Caller
-    request: RequestInfo
-    downstream: DownstreamAuth | None = None
-    log: logging.Logger = _LOG
-    # Multi round-trip requests (2026-07-28, see shared.mrtr): the client's answers to the previous
-    # round's InputRequired, by key, and the state that round saved (verified by the engine).
-    input_responses: Mapping[str, Any] = field(default_factory=dict)
-    state: Any = None
-    # The client's per-request minimum log level (2026-07-28 io.modelcontextprotocol/logLevel), or None.
-    log_level: str | None = None
-
-    def can_ask(self, request: InputRequest) -> bool:
-        """Whether raising InputRequired with ``request`` is allowed: 2026-07-28 and a declared capability."""
-        return self.request.protocol_version >= "2026-07-28" and client_supports(
-            self.request.client_capabilities, request.capability
-        )
-
-    def downstream_token(self, *scopes: str) -> str:
-        """A token for a downstream API, e.g. ``ctx.downstream_token("https://graph.microsoft.com/User.Read")``.
-
-        Raises ToolError (shown to the model) when the server has no on-behalf-of credential.
-        """
-        if self.downstream is None:
-            raise ToolError(NO_DOWNSTREAM_MESSAGE)
-        return self.downstream.get_token(*scopes)
-
-
-# --------------------------------------------------------------------------------------------------
-# What a tool returns or raises
+# What a tool returns (what it sees is in shared.context, what it raises in shared.errors)
 
 
 @dataclass(frozen=True)
@@ -171,77 +109,12 @@ class ToolResult:
     is_error: bool = False
 
 
-class ToolError(Exception):
-    """Raise this from a tool to report a failure to the model; the message is shown to it verbatim.
-
-    Anything else a tool raises is logged with its traceback and reported only as an internal error.
-    """
-
-
-class UrlElicitationRequired(ToolError):
-    """The user must visit ``url`` (consent, sign-in to a third party, ...) before the tool can run.
-
-    With clients that can do URL-mode elicitation (2026-07-28 multi round-trip requests) the
-    engine asks the client to open the URL and retry; otherwise it becomes an ``isError``
-    result whose text carries the message and the URL.
-    """
-
-    def __init__(self, url: str, message: str) -> None:
-        self.url = url
-        self.message = message
-        super().__init__(f"{message} Open this URL, then try again: {url}")
-
-
 class UnknownToolError(LookupError):
     """No tool has this name (the protocol engine answers JSON-RPC -32602)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Unknown tool: {name[:128]}")
         self.name = name
-
-
-class AuthorizationChallenge(Exception):
-    """Base of the signals a tool raises to make the HTTP layer challenge the caller.
-
-    They are not tool failures: ``ToolRegistry.call`` and the protocol engine let them propagate so
-    the pipeline can answer with the right status and ``WWW-Authenticate`` header.
-    """
-
-    # What was being called (method, name), filled in by the protocol engine for the request log.
-    rpc: Mapping[str, str] | None = None
-
-
-class InsufficientScopeError(AuthorizationChallenge):
-    """The caller lacks scopes or app roles the tool needs (the pipeline answers HTTP 403 insufficient_scope).
-
-    ``scopes`` and ``roles`` hold what is *missing*. Raised by ``ToolRegistry.call`` before arguments are
-    looked at; a tool body may also raise it when it decides at run time that it needs more (step-up), and
-    it then propagates out of ``call`` unchanged.
-    """
-
-    def __init__(self, scopes: Iterable[str] = (), roles: Iterable[str] = (), message: str | None = None) -> None:
-        self.scopes = tuple(scopes)
-        self.roles = tuple(roles)
-        if message is None:
-            parts = []
-            if self.scopes:
-                parts.append(f"missing scope(s): {' '.join(self.scopes)}")
-            if self.roles:
-                parts.append(f"missing app role(s): {' '.join(self.roles)}")
-            message = "Insufficient scope: " + ("; ".join(parts) or "more permissions are required")
-        super().__init__(message)
-
-
-class ClaimsChallengeError(AuthorizationChallenge):
-    """The caller must sign in again and satisfy ``claims`` (Conditional Access, MFA, ...).
-
-    ``claims`` is the claims-challenge JSON, base64-encoded as it goes into the
-    ``WWW-Authenticate: Bearer error="insufficient_claims", claims="..."`` header (HTTP 401).
-    """
-
-    def __init__(self, claims: str, message: str = "Additional sign-in requirements must be satisfied") -> None:
-        self.claims = claims
-        super().__init__(message)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,26 +286,6 @@ def _error(message: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
-def run_awaitable(awaitable: Any) -> Any:
-    # Imported here: asyncio costs ~15 ms at start-up and only async tools need it.
-    import asyncio
-    import concurrent.futures
-    import contextvars
-
-    async def run() -> Any:
-        return await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(run())
-    # A loop already runs in this thread (an async host) and cannot be re-entered: give the coroutine its
-    # own loop in a worker thread, keeping context variables (logging/tracing correlation) intact.
-    context = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp-tool") as pool:
-        return pool.submit(context.run, asyncio.run, run()).result()
-
-
 def _to_result(tool: Tool, value: Any, log: logging.Logger) -> dict[str, Any]:
     if isinstance(value, ToolResult):
         result: dict[str, Any] = {"content": list(value.content)}
@@ -506,8 +359,8 @@ def _build_tool(
     if not callable(func):
         raise TypeError(f"@tool needs a function, got {type(func).__name__}")
     name = name if name is not None else getattr(func, "__name__", "")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"Invalid tool name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . -")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"Invalid tool name {name!r}: {NAME_RULE}")
     where = f"Tool {name!r}"
     summary, arg_docs = parse_docstring(func.__doc__)
     description = inspect.cleandoc(description) if description else summary
@@ -663,36 +516,3 @@ def _tokens(where: str, kind: str, values: Iterable[str]) -> tuple[str, ...]:
         if value not in result:
             result.append(value)
     return tuple(result)
-
-
-def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """Split a docstring into the description (everything before "Args:") and Google-style parameter docs."""
-    if not doc:
-        return "", {}
-    lines = inspect.cleandoc(doc).splitlines()
-    for index, line in enumerate(lines):
-        if _SECTION.fullmatch(line.strip()) and not line.startswith((" ", "\t")):
-            return "\n".join(lines[:index]).strip(), _parse_args(lines[index + 1 :])
-    return "\n".join(lines).strip(), {}
-
-
-def _parse_args(lines: list[str]) -> dict[str, str]:
-    docs: dict[str, list[str]] = {}
-    entry_indent: int | None = None
-    current: list[str] | None = None
-    for line in lines:
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        if indent == 0:
-            break  # The next section ("Returns:", ...) starts.
-        if entry_indent is None:
-            entry_indent = indent
-        match = _ARG_LINE.fullmatch(line.strip())
-        if indent <= entry_indent and match:
-            current = docs.setdefault(match.group(1), [])
-            if match.group(2):
-                current.append(match.group(2).strip())
-        elif current is not None:
-            current.append(line.strip())
-    return {name: " ".join(parts) for name, parts in docs.items() if parts}

@@ -13,3 +13,5 @@ SUPPORTED_VERSIONS = MODERN_VERSIONS + LEGACY_VERSIONS
 # A legacy request without MCP-Protocol-Version predates the header (2025-03-26).
 DEFAULT_LEGACY_VERSION = "2025-03-26"
 LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
+# JSON-RPC batches exist only in this revision (2025-06-18 removed them).
+BATCH_VERSION = "2025-03-26"

@@ -1,4 +1,4 @@
-"""The bad-token corpus (issue 6), refused at the HTTP level by the real registered Functions handler.
+"""The bad-token corpus: every kind of bad token is refused at the HTTP level by the real registered handler.
 
 ``test_tokens.py`` proves the validator's verdict for each kind of bad token; this corpus proves what a client
 actually receives for it through ``function_app``'s registered ``/mcp`` function: the status, the RFC 6750 /

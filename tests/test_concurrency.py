@@ -1,4 +1,4 @@
-"""Concurrency (issue 6): many threads drive the handler at once as different users.
+"""Concurrency: many threads drive the handler at once as different users, and nothing leaks between them.
 
 The Functions Python worker runs sync functions on a thread pool, so one process serves many callers at once.
 Nothing about one caller may reach another: not claims (whoami answers each caller's own ``oid``), not the caller
@@ -21,8 +21,9 @@ import pytest
 
 from fake_entra import FakeEntra, foreign_private_key
 from fake_graph import FakeGraph
-from shared.obo import OnBehalfOfService, RetryBudget
+from shared.obo import OnBehalfOfService
 from shared.pipeline import McpServer
+from shared.retry import RetryBudget
 from shared.tools import ToolContext, ToolRegistry
 from support import (
     MCP_FUNCTION,

@@ -475,6 +475,16 @@ def test_unknown_host_is_refused(token: str, host: str) -> None:
                         headers=auth(token), host=host)
         assert reply.status == 421, (host, path)
         assert "evil" not in reply.body.decode()
+        if path != "/mcp":  # the metadata endpoints speak OAuth errors, not JSON-RPC
+            assert reply.json["error"] == "invalid_request" and "jsonrpc" not in reply.json
+
+
+def test_metadata_refuses_other_methods_with_allow_get(fake_entra: FakeEntra) -> None:
+    # The Functions route admits only GET and OPTIONS; this is what a direct caller of handle_metadata gets.
+    reply = request(PRM_PATH, method="POST", body=rpc("ping"), handler=handler_for(make_server(fake_entra),
+                                                                                   metadata=True))
+    assert reply.status == 405 and reply.headers["allow"] == "GET"
+    assert b"error" not in reply.body  # not dressed up as an OAuth error code
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:7071", "[::1]:7071", "localhost"])

@@ -1,4 +1,5 @@
-"""Faults (issue 6): the signing-key endpoint failing, slow or rotating, and a flood of unknown key ids.
+"""Faults: the endpoint stays correct when the signing-key endpoint fails, is slow or rotates keys, and
+under a flood of unknown key ids.
 
 Each test builds its own McpServer with a private key cache and clock against a private FakeEntra, so fetch
 counters are exact and nothing leaks into other suites. Requests go through the same Functions adapter as the

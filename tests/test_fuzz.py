@@ -1,4 +1,4 @@
-"""Fuzzing the MCP endpoint with Hypothesis (issue 6): bodies, headers, versions, HTTP methods, params, tokens.
+"""Fuzzing the MCP endpoint with Hypothesis: bodies, headers, versions, HTTP methods, params, tokens.
 
 Whatever arrives, the registered Functions handler must answer: never a 5xx, never an exception escaping the
 function, and every answer well formed (``support.assert_well_formed``: a JSON-RPC message or batch, or an OAuth
@@ -342,7 +342,7 @@ def _same_signed_token(original: str, other: str) -> bool:
 
 
 def test_profile_matches_the_promise() -> None:
-    """CI runs thousands of examples per run (issue 6); the count is printed for the closing note."""
+    """CI runs thousands of examples per run; the count is printed for the closing note."""
     counts = examples_per_run()
     print(f"\nfuzz examples per run ({'CI' if _ci else 'local'} profile): {sum(counts.values())} {counts}")
     if _ci and not os.environ.get("MCP_FUZZ_EXAMPLES"):

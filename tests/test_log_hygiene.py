@@ -1,10 +1,11 @@
-"""Logging hygiene (issue 6): everything logged, at DEBUG, by representative flows of the other suites.
+"""Logging hygiene: no secret ever reaches a log, and every request writes exactly one structured request line.
 
-Captured from every logger (the product's, urllib3's, azure-core's, MSAL's): the bad-token corpus, valid calls in
-both protocol revisions, transport errors, key-endpoint faults, tool failures and on-behalf-of (success, consent,
-outage, bad credential, Graph failures). Nothing logged may contain a token, an assertion, a secret, a refresh
-token or anything shaped like a JWT. And the MCP endpoint writes exactly one structured request line per request
-(logger ``mcp.request``) with method, tool, caller oid, client app, status and duration, for Application Insights.
+Everything logged at DEBUG by every logger (the product's, urllib3's, azure-core's, MSAL's) is captured while
+representative flows of the other suites run: the bad-token corpus, valid calls in both protocol revisions,
+transport errors, key-endpoint faults, tool failures and on-behalf-of (success, consent, outage, bad credential,
+Graph failures). Nothing logged may contain a token, an assertion, a secret, a refresh token or anything shaped
+like a JWT. And the MCP endpoint writes exactly one structured request line per request (logger ``mcp.request``)
+with method, tool, caller oid, client app, status and duration, for Application Insights.
 """
 
 from __future__ import annotations
@@ -303,3 +304,27 @@ def test_request_line_does_not_echo_a_refused_host(fake_entra: FakeEntra) -> Non
     # A refused Host is attacker-controlled and unauthenticated; the request line carries only fixed fields.
     _, record = _one_line(lambda: request(body=rpc("ping"), host="evil.example"))
     assert "evil" not in record.getMessage()
+
+
+def test_refused_host_is_named_in_a_sanitised_warning(fake_entra: FakeEntra) -> None:
+    # An operator who forgot MCP_PUBLIC_BASE_URL sees why every request is a 421, without log injection.
+    with capture_all_logs() as logs:
+        reply = request(body=rpc("ping"), host="mcp.contoso.example\r\nforged: line")
+    assert reply.status == 421
+    warnings = [r.getMessage() for r in logs.records if r.name == "mcp.request" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "MCP_PUBLIC_BASE_URL" in warnings[0], warnings
+    assert "mcp.contoso.example" in warnings[0] and "\n" not in warnings[0] and "\r" not in warnings[0]
+
+
+def test_a_500_after_authentication_still_names_the_caller(fake_entra: FakeEntra) -> None:
+    def broken_downstream(token: str, **_: Any) -> Any:
+        raise RuntimeError("downstream factory bug")
+
+    server = make_server(fake_entra)
+    server._downstream = broken_downstream
+    with capture_all_logs() as logs:
+        reply = legacy(fake_entra.mint(user="alice"), "ping", handler=as_function(server))
+    assert reply.status == 500 and reply.json["error"]["code"] == -32603
+    lines = request_log_lines(logs.records)
+    assert len(lines) == 1 and _fields(lines[0])["oid"] == fake_entra.user_oid("alice")
+    assert any(r.exc_info and "downstream factory bug" in str(r.exc_info[1]) for r in logs.records)

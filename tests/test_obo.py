@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -35,8 +36,9 @@ from fake_graph import FakeGraph
 from fake_identity_endpoint import FakeIdentityEndpoint
 from shared.consent import consent_page, consent_url
 from shared.http import HttpRequest, HttpResponse
-from shared.obo import OnBehalfOfService, RetryBudget, is_microsoft_authority, parse_retry_after
+from shared.obo import OnBehalfOfService, is_microsoft_authority
 from shared.pipeline import McpServer
+from shared.retry import RetryBudget, parse_retry_after
 from shared.settings import Settings, SettingsError, load_settings
 from tools import tools as forker_tools
 
@@ -574,6 +576,32 @@ def test_azure_identity_is_not_imported_at_start_up() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_on_behalf_of_is_not_loaded_without_its_settings() -> None:
+    # shared.graph (imported by the sample tools) needs only the leaf shared.retry: an app without OBO_*
+    # settings never loads shared.obo at start-up.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBO_")}
+    code = "import sys, function_app, shared.graph; print('shared.obo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]
+
+
+def test_graph_failures_log_only_the_first_path_segment(
+    entra: FakeEntra, graph: FakeGraph, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.graph import GraphClient
+    from shared.tools import ToolError
+
+    caplog.set_level(logging.DEBUG, logger="mcp.graph")
+    graph.queue_response(503, {"error": {"code": "serviceNotAvailable", "message": "Down"}}, times=FAST.attempts)
+    with pytest.raises(ToolError, match="unavailable"):
+        GraphClient(graph.base_url, budget=FAST).get("/users/erin@contoso.example/photo", "not-a-real-token")
+    logged = [r.getMessage() for r in caplog.records if r.name == "mcp.graph"]
+    assert logged and all("/users..." in line for line in logged), logged
+    assert not any("erin" in line for line in logged), logged
 
 
 def test_retry_after_parsing() -> None:

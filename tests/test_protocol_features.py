@@ -1,4 +1,5 @@
-"""Engine features of issue 3: resources, prompts, completion, pagination, logging, MRTR and requestState."""
+"""The protocol engine beyond tools: resources, prompts, completion, pagination, logging/setLevel, multi-round-trip
+requests (MRTR) with signed requestState, and Mcp-Param-* header mirroring, exercised on the engine directly."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 
 from shared.completions import CompletionRegistry
 from shared.mrtr import InputRequired, accepted, elicit_form, sample
-from shared.prompts import PromptRegistry
+from shared.prompts import PromptRegistry, UnknownPromptError
 from shared.protocol import McpEngine
 from shared.request_state import InvalidRequestState, RequestStateCodec, StaleRequestState, decode_key
 from shared.resources import ResourceRegistry
-from shared.tools import ToolContext, ToolRegistry, UrlElicitationRequired
+from shared.tools import RequestInfo, ToolContext, ToolRegistry, UrlElicitationRequired
 
 MODERN = "2026-07-28"
 
@@ -24,6 +25,14 @@ class FakeCaller:
     claims: dict[str, Any] = field(default_factory=lambda: {"tid": "t1", "oid": "alice"})
     scopes: frozenset[str] = frozenset({"user_impersonation"})
     roles: frozenset[str] = frozenset()
+
+    @property
+    def oid(self) -> str:
+        return str(self.claims.get("oid", ""))
+
+    @property
+    def client_app_id(self) -> str:
+        return str(self.claims.get("azp") or self.claims.get("appid") or "")
 
 
 ALICE, BOB = FakeCaller(), FakeCaller(claims={"tid": "t1", "oid": "bob"})
@@ -158,7 +167,50 @@ def test_prompts_list_get_and_argument_errors() -> None:
     _, missing = rpc(engine, "prompts/get", {"name": "review", "arguments": {}})
     assert missing["error"]["code"] == -32602 and "code" in missing["error"]["message"]
     _, unknown = rpc(engine, "prompts/get", {"name": "nope"})
-    assert unknown["error"]["code"] == -32602
+    assert unknown["error"]["code"] == -32602 and unknown["error"]["message"] == "Unknown prompt: nope"
+
+
+def test_prompt_registry_get_render_and_the_plain_function() -> None:
+    prompts = PromptRegistry()
+
+    @prompts.prompt(title="Hi")
+    def hello(who: str) -> str:
+        """Say hello."""
+        return f"Hello, {who}!"
+
+    @prompts.prompt
+    async def bye() -> str:
+        """Say goodbye."""
+        return "Bye!"
+
+    assert hello(who="Ada") == "Hello, Ada!"  # the decorator returns the function unchanged
+    found = prompts.get("hello")
+    assert found is not None and found.func is hello and found.definition["title"] == "Hi"
+    assert prompts.get("nope") is None
+    ctx = ToolContext(caller=ALICE, request=RequestInfo(MODERN))
+    assert prompts.render("hello", {"who": "Ada"}, ctx) == {
+        "messages": [{"role": "user", "content": {"type": "text", "text": "Hello, Ada!"}}],
+        "description": "Say hello.",
+    }
+    assert prompts.render("bye", None, ctx)["messages"][0]["content"]["text"] == "Bye!"
+    with pytest.raises(UnknownPromptError):
+        prompts.render("nope", {}, ctx)
+    with pytest.raises(ValueError, match="Invalid prompt name"):
+        prompts.prompt(name="has space")(hello)
+
+
+def test_async_completer() -> None:
+    completions = CompletionRegistry()
+
+    @completions.prompt_argument("review", "language")
+    async def languages(value: str, context: Any) -> list[str]:
+        return [lang for lang in ("python", "perl", "go") if lang.startswith(value)]
+
+    assert completions.complete("ref/prompt", "review", "language", "p", {}) == {
+        "values": ["python", "perl"], "total": 2, "hasMore": False}
+    # A tuple (an iterable that is not awaitable) is taken as it is.
+    completions.prompt_argument("review", "code")(lambda value, context: ("a", "b"))
+    assert completions.complete("ref/prompt", "review", "code", "", {})["values"] == ["a", "b"]
 
 
 def test_completion() -> None:

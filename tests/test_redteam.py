@@ -22,11 +22,11 @@ from shared.consent import consent_page, consent_url
 from shared.http import HttpRequest
 from shared.jwks import JwksCache
 from shared.mrtr import InputRequired
-from shared.obo import parse_retry_after
 from shared.pipeline import McpServer
 from shared.protocol import McpEngine
 from shared.request_state import MAX_STATE_CHARS, InvalidRequestState, RequestStateCodec, StaleRequestState
 from shared.resources import ResourceNotFound, ResourceRegistry
+from shared.retry import parse_retry_after
 from shared.settings import SettingsError, load_settings
 from shared.tokens import TokenError, TokenValidator
 from shared.tools import ToolContext, ToolRegistry
@@ -40,6 +40,14 @@ class _Caller:
     claims: dict[str, Any] = field(default_factory=lambda: {"tid": "t1", "oid": "alice"})
     scopes: frozenset[str] = frozenset({"user_impersonation"})
     roles: frozenset[str] = frozenset()
+
+    @property
+    def oid(self) -> str:
+        return str(self.claims.get("oid", ""))
+
+    @property
+    def client_app_id(self) -> str:
+        return str(self.claims.get("azp") or self.claims.get("appid") or "")
 
 
 def _engine(tools: ToolRegistry | None = None, resources: ResourceRegistry | None = None) -> McpEngine:

@@ -10,14 +10,15 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 
+from shared.context import NO_DOWNSTREAM_MESSAGE
 from shared.schema import Param
 from shared.tools import (
-    NO_DOWNSTREAM_MESSAGE,
     Caller,
     InsufficientScopeError,
     RequestInfo,
@@ -36,6 +37,14 @@ class FakeCaller:
     claims: Mapping[str, Any] = field(default_factory=dict)
     scopes: frozenset[str] = frozenset({"user_impersonation"})
     roles: frozenset[str] = frozenset()
+
+    @property
+    def oid(self) -> str:
+        return str(self.claims.get("oid", ""))
+
+    @property
+    def client_app_id(self) -> str:
+        return str(self.claims.get("azp") or self.claims.get("appid") or "")
 
 
 @dataclass
@@ -939,11 +948,101 @@ def test_downstream_token(registry: ToolRegistry) -> None:
     assert NO_DOWNSTREAM_MESSAGE.startswith("This server has no on-behalf-of credential configured")
 
 
+@dataclass
+class FakeAsyncDownstream(FakeDownstream):
+    """Has the optional get_token_async capability, as shared.obo.UserDownstream does."""
+
+    awaited: list[tuple[str, ...]] = field(default_factory=list)
+
+    async def get_token_async(self, *scopes: str) -> str:
+        self.awaited.append(scopes)
+        return "async-downstream-token"
+
+
+def test_downstream_token_async_awaits_get_token_async_when_there_is_one(registry: ToolRegistry) -> None:
+    downstream = FakeAsyncDownstream()
+
+    @registry.tool
+    async def graph(ctx: ToolContext) -> str:
+        """Call Graph."""
+        return await ctx.downstream_token_async("https://graph.microsoft.com/User.Read", "offline_access")
+
+    assert text_of(registry.call("graph", {}, make_ctx(downstream=downstream))) == "async-downstream-token"
+    assert downstream.awaited == [("https://graph.microsoft.com/User.Read", "offline_access")]
+    assert downstream.requested == []  # the blocking method is not used
+
+
+def test_downstream_token_async_runs_get_token_off_the_event_loop(registry: ToolRegistry) -> None:
+    threads: list[threading.Thread] = []
+
+    class BlockingDownstream(FakeDownstream):
+        def get_token(self, *scopes: str) -> str:
+            threads.append(threading.current_thread())
+            return super().get_token(*scopes)
+
+    downstream = BlockingDownstream()
+
+    @registry.tool
+    async def graph(ctx: ToolContext) -> str:
+        """Call Graph."""
+        loop_thread = threading.current_thread()
+        token = await ctx.downstream_token_async("https://graph.microsoft.com/User.Read")
+        return f"{token} {threads[0] is not loop_thread}"
+
+    assert text_of(registry.call("graph", {}, make_ctx(downstream=downstream))) == "downstream-token True"
+    assert downstream.requested == [("https://graph.microsoft.com/User.Read",)]
+
+
+def test_downstream_token_async_without_a_credential_is_a_tool_error(registry: ToolRegistry) -> None:
+    @registry.tool
+    async def graph(ctx: ToolContext) -> str:
+        """Call Graph."""
+        return await ctx.downstream_token_async("https://graph.microsoft.com/User.Read")
+
+    result = registry.call("graph", {}, make_ctx())
+    assert result == {"content": [{"type": "text", "text": NO_DOWNSTREAM_MESSAGE}], "isError": True}
+    with pytest.raises(ToolError, match="no on-behalf-of credential"):
+        asyncio.run(make_ctx().downstream_token_async("x"))
+
+
+def test_the_obo_downstream_offers_get_token_async() -> None:
+    obo = pytest.importorskip("shared.obo")
+    assert inspect.iscoroutinefunction(obo.UserDownstream.get_token_async)
+
+
 def test_context_defaults() -> None:
     ctx = ToolContext(caller=FakeCaller(), request=RequestInfo("2025-06-18"))
     assert ctx.log.name == "mcp.tools"
     assert ctx.downstream is None
     assert ctx.request.client_info == {} and ctx.request.client_capabilities == {}
+
+
+def test_forker_imports_and_leaf_modules() -> None:
+    import subprocess
+    import sys
+
+    import shared.context
+    import shared.errors
+    import shared.schema
+    import shared.tools
+
+    assert shared.tools.Param is shared.schema.Param and "Param" in shared.tools.__all__
+    assert shared.tools.ToolContext is shared.context.ToolContext
+    assert shared.tools.ToolError is shared.errors.ToolError
+    assert all(hasattr(shared.tools, name) for name in shared.tools.__all__)
+    # The context and the errors import no registry (so the registries can all import them), and every
+    # module imports on its own in a fresh interpreter (no import cycles hidden by import order).
+    probe = """
+import importlib, pkgutil, sys
+import shared.context, shared.errors
+assert not {"shared.tools", "shared.prompts", "shared.resources", "shared.callables"} & set(sys.modules)
+for module in pkgutil.iter_modules(shared.__path__):
+    for loaded in [name for name in sys.modules if name.startswith("shared.")]:
+        del sys.modules[loaded]
+    importlib.import_module("shared." + module.name)
+"""
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60, cwd=root)
 
 
 def test_tool_annotations_to_json() -> None:

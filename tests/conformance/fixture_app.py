@@ -20,8 +20,7 @@ from shared.mrtr import InputRequest, InputRequired, accepted, elicit_form, list
 from shared.pipeline import McpServer
 from shared.prompts import PromptMessage, PromptRegistry
 from shared.resources import ResourceContents, ResourceRegistry
-from shared.schema import Param
-from shared.tools import ToolContext, ToolError, ToolRegistry, ToolResult
+from shared.tools import Param, ToolContext, ToolError, ToolRegistry, ToolResult
 
 TEST_IMAGE_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="

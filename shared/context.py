@@ -1,0 +1,121 @@
+"""What a tool, prompt or resource function sees: the verified caller, the request and downstream auth.
+
+A leaf module (it imports only ``shared.errors``, ``shared.mrtr`` and ``shared.versions``), so the
+registries (``shared.tools``, ``shared.prompts``, ``shared.resources``) and the engine can all depend on
+it without depending on each other. Forkers import these from ``shared.tools``, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import ToolError
+from .mrtr import InputRequest, client_supports
+from .versions import MODERN_VERSIONS
+
+__all__ = ["NO_DOWNSTREAM_MESSAGE", "Caller", "DownstreamAuth", "RequestInfo", "ToolContext"]
+
+# The logger name predates this module (it lived in shared.tools): operators' filters keep working.
+_LOG = logging.getLogger("mcp.tools")
+NO_DOWNSTREAM_MESSAGE = (
+    "This server has no on-behalf-of credential configured, so this tool cannot call other APIs on your behalf."
+)
+
+
+class Caller(Protocol):
+    """The verified caller. ``shared.tokens.Principal`` satisfies this structurally."""
+
+    @property
+    def claims(self) -> Mapping[str, Any]: ...
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Delegated scopes, short names (``"user_impersonation"``); empty for app-only tokens."""
+        ...
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """App roles granted to the caller."""
+        ...
+
+    @property
+    def oid(self) -> str:
+        """The caller's Entra object ID (``oid``); empty when the token has none."""
+        ...
+
+    @property
+    def client_app_id(self) -> str:
+        """The client application that obtained the token (``azp``, or ``appid`` in v1 tokens)."""
+        ...
+
+
+class DownstreamAuth(Protocol):
+    """Issues tokens for downstream APIs (on-behalf-of). Tools never see the caller's own token.
+
+    Optional capability: ``async def get_token_async(self, *scopes: str) -> str``. An implementation that
+    has it (``shared.obo.UserDownstream`` does) is awaited by ``ToolContext.downstream_token_async``;
+    otherwise ``get_token`` runs in a worker thread. It is not part of the protocol so that a minimal
+    implementation (a test double, a fixed-token stub) only needs ``get_token``.
+    """
+
+    def get_token(self, *scopes: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the client told us about itself; the mappings may be empty."""
+
+    protocol_version: str
+    client_info: Mapping[str, Any] = field(default_factory=dict)
+    client_capabilities: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolContext:
+    """Injected into any tool parameter annotated ``ToolContext``; never part of the input schema."""
+
+    caller: Caller
+    request: RequestInfo
+    downstream: DownstreamAuth | None = None
+    log: logging.Logger = _LOG
+    # Multi round-trip requests (2026-07-28, see shared.mrtr): the client's answers to the previous
+    # round's InputRequired, by key, and the state that round saved (verified by the engine).
+    input_responses: Mapping[str, Any] = field(default_factory=dict)
+    state: Any = None
+    # The client's per-request minimum log level (2026-07-28 io.modelcontextprotocol/logLevel), or None.
+    log_level: str | None = None
+
+    def can_ask(self, request: InputRequest) -> bool:
+        """Whether raising InputRequired with ``request`` is allowed: 2026-07-28 and a declared capability."""
+        return self.request.protocol_version in MODERN_VERSIONS and client_supports(
+            self.request.client_capabilities, request.capability
+        )
+
+    def downstream_token(self, *scopes: str) -> str:
+        """A token for a downstream API, e.g. ``ctx.downstream_token("https://graph.microsoft.com/User.Read")``.
+
+        Raises ToolError (shown to the model) when the server has no on-behalf-of credential.
+        """
+        if self.downstream is None:
+            raise ToolError(NO_DOWNSTREAM_MESSAGE)
+        return self.downstream.get_token(*scopes)
+
+    async def downstream_token_async(self, *scopes: str) -> str:
+        """:meth:`downstream_token` for async tools: the token exchange never blocks the event loop.
+
+        Raises ToolError (shown to the model) when the server has no on-behalf-of credential.
+        """
+        downstream = self.downstream
+        if downstream is None:
+            raise ToolError(NO_DOWNSTREAM_MESSAGE)
+        get_token_async = getattr(downstream, "get_token_async", None)
+        if get_token_async is not None:
+            token: str = await get_token_async(*scopes)
+            return token
+        # Imported here, like in shared.callables.run_awaitable: asyncio costs ~15 ms at start-up.
+        import asyncio
+
+        return await asyncio.to_thread(downstream.get_token, *scopes)
