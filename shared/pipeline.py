@@ -309,7 +309,10 @@ def _loggable(value: str | None) -> str:
     """Caller-chosen text (method, tool name) made safe for a log line: no control characters, bounded."""
     if not value:
         return "-"
-    return "".join(ch if ch.isprintable() and ch != " " else "?" for ch in value[:100])
+    value = value[:100]
+    if value.isprintable() and " " not in value:  # the usual case, without a per-character pass
+        return value
+    return "".join(ch if ch.isprintable() and ch != " " else "?" for ch in value)
 
 
 def _log_unknown_host(request: HttpRequest) -> None:

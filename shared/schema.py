@@ -445,7 +445,15 @@ def validate(
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
 
+# Exact types first: validation runs on every call's arguments and structured result.
+_EXACT_TYPE_NAMES = {bool: "boolean", int: "integer", str: "string", dict: "object", list: "array",
+                     type(None): "null"}
+
+
 def _type_of(value: Any) -> str:
+    name = _EXACT_TYPE_NAMES.get(type(value))
+    if name is not None:
+        return name
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -485,8 +493,12 @@ def _check(value: Any, schema: Mapping[str, Any] | bool, path: str, depth: int, 
 
     expected = schema.get("type")
     if expected is not None:
-        expected_list = [expected] if isinstance(expected, str) else list(expected)
-        if not any(_has_type(value, t) for t in expected_list):
+        if isinstance(expected, str):
+            matches = _has_type(value, expected)
+        else:
+            matches = any(_has_type(value, t) for t in expected)
+        if not matches:
+            expected_list = [expected] if isinstance(expected, str) else list(expected)
             errors.add(path, f"expected {' or '.join(expected_list)}, got {_type_of(value)}")
             return  # Everything else would only repeat the same mistake.
 

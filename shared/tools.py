@@ -303,8 +303,9 @@ def _to_result(tool: Tool, value: Any, log: logging.Logger) -> dict[str, Any]:
     if value is None and tool.output_schema is None:
         return {"content": []}
 
-    text = json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False)
-    structured = json.loads(text) if tool.structured_output and _is_record(value) else None
+    plain = _jsonable(value)  # a fresh structure of plain JSON values, safe to hand out as is
+    text = json.dumps(plain, ensure_ascii=False, allow_nan=False)
+    structured = plain if tool.structured_output and _is_record(value) else None
     if tool.output_schema is not None:
         _check_output(tool, structured, log)
     result = {"content": [{"type": "text", "text": text}]}
