@@ -613,6 +613,7 @@ def _check_object(value: Mapping[Any, Any], schema: Mapping[str, Any], path: str
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+@functools.lru_cache(maxsize=1024)  # the same few paths on every call; bounded against hostile names
 def _child(path: str, name: str) -> str:
     if _IDENTIFIER.fullmatch(name) and len(name) <= 64:
         return f"{path}.{name}"

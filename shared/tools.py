@@ -303,9 +303,10 @@ def _to_result(tool: Tool, value: Any, log: logging.Logger) -> dict[str, Any]:
     if value is None and tool.output_schema is None:
         return {"content": []}
 
-    plain = _jsonable(value)  # a fresh structure of plain JSON values, safe to hand out as is
-    text = json.dumps(plain, ensure_ascii=False, allow_nan=False)
-    structured = plain if tool.structured_output and _is_record(value) else None
+    # The C encoder walks plain values itself and asks _json_default only about the rest;
+    # parsing its output back gives structuredContent as fresh, plain JSON values.
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default)
+    structured = json.loads(text) if tool.structured_output and _is_record(value) else None
     if tool.output_schema is not None:
         _check_output(tool, structured, log)
     result = {"content": [{"type": "text", "text": text}]}
@@ -333,17 +334,17 @@ def _is_record(value: Any) -> bool:
     return isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
 
 
-def _jsonable(value: Any) -> Any:
-    """Dataclasses, enums, tuples and sets -> plain JSON values; json.dumps rejects anything else."""
+def _json_default(value: Any) -> Any:
+    """What json.dumps cannot encode by itself: dataclasses, mappings, sets and enums; anything else is an error."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(item) for item in value]
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
     if isinstance(value, enum.Enum):
         return value.value
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _build_tool(
