@@ -4,11 +4,11 @@ requests (MRTR) with signed requestState, and Mcp-Param-* header mirroring, exer
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from callers import ALICE, BOB
 from shared.completions import CompletionRegistry
 from shared.mrtr import InputRequired, accepted, elicit_form, sample
 from shared.prompts import PromptRegistry, UnknownPromptError
@@ -20,22 +20,6 @@ from shared.tools import RequestInfo, ToolContext, ToolRegistry, UrlElicitationR
 MODERN = "2026-07-28"
 
 
-@dataclass(frozen=True)
-class FakeCaller:
-    claims: dict[str, Any] = field(default_factory=lambda: {"tid": "t1", "oid": "alice"})
-    scopes: frozenset[str] = frozenset({"user_impersonation"})
-    roles: frozenset[str] = frozenset()
-
-    @property
-    def oid(self) -> str:
-        return str(self.claims.get("oid", ""))
-
-    @property
-    def client_app_id(self) -> str:
-        return str(self.claims.get("azp") or self.claims.get("appid") or "")
-
-
-ALICE, BOB = FakeCaller(), FakeCaller(claims={"tid": "t1", "oid": "bob"})
 
 
 def build(page_size: int = 100, key: bytes = b"k" * 32) -> McpEngine:

@@ -8,13 +8,13 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
 import pytest
 
+from callers import ALICE
 from conftest import settings_env
 from fake_entra import FakeEntra
 from shared import schema
@@ -35,21 +35,6 @@ from test_endpoint import PRM_PATH, ROUTES, auth, handler_for, make_server, requ
 MODERN = "2026-07-28"
 
 
-@dataclass(frozen=True)
-class _Caller:
-    claims: dict[str, Any] = field(default_factory=lambda: {"tid": "t1", "oid": "alice"})
-    scopes: frozenset[str] = frozenset({"user_impersonation"})
-    roles: frozenset[str] = frozenset()
-
-    @property
-    def oid(self) -> str:
-        return str(self.claims.get("oid", ""))
-
-    @property
-    def client_app_id(self) -> str:
-        return str(self.claims.get("azp") or self.claims.get("appid") or "")
-
-
 def _engine(tools: ToolRegistry | None = None, resources: ResourceRegistry | None = None) -> McpEngine:
     return McpEngine(tools or ToolRegistry(), server_name="t", server_version="1", resources=resources,
                      request_state=RequestStateCodec(b"k" * 32))
@@ -66,7 +51,7 @@ def _call(engine: McpEngine, method: str, params: dict[str, Any], *, version: st
         if method in ("tools/call", "resources/read"):
             headers["Mcp-Name"] = params.get("name") or params.get("uri")
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    response = engine.handle("POST", headers, body, caller=_Caller())
+    response = engine.handle("POST", headers, body, caller=ALICE)
     return response.status, response.json
 
 

@@ -8,7 +8,6 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 
+from callers import FakeCaller
 from shared.context import NO_DOWNSTREAM_MESSAGE
 from shared.schema import Param
 from shared.tools import (
@@ -30,21 +30,6 @@ from shared.tools import (
     ToolResult,
     UnknownToolError,
 )
-
-
-@dataclass(frozen=True)
-class FakeCaller:
-    claims: Mapping[str, Any] = field(default_factory=dict)
-    scopes: frozenset[str] = frozenset({"user_impersonation"})
-    roles: frozenset[str] = frozenset()
-
-    @property
-    def oid(self) -> str:
-        return str(self.claims.get("oid", ""))
-
-    @property
-    def client_app_id(self) -> str:
-        return str(self.claims.get("azp") or self.claims.get("appid") or "")
 
 
 @dataclass

@@ -1,0 +1,28 @@
+"""A stand-in for the verified caller, for tests that exercise registries and the engine without tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FakeCaller:
+    """Shaped like ``shared.tokens.Principal`` (the ``shared.context.Caller`` protocol)."""
+
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    scopes: frozenset[str] = frozenset({"user_impersonation"})
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def oid(self) -> str:
+        return str(self.claims.get("oid", ""))
+
+    @property
+    def client_app_id(self) -> str:
+        return str(self.claims.get("azp") or self.claims.get("appid") or "")
+
+
+ALICE = FakeCaller(claims={"tid": "t1", "oid": "alice"})
+BOB = FakeCaller(claims={"tid": "t1", "oid": "bob"})
