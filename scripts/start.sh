@@ -4,19 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "Creating .venv with $("$PYTHON" --version)"
-  "$PYTHON" -m venv .venv
-fi
-# sha256sum is GNU coreutils; macOS ships shasum instead.
-sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi | cut -d' ' -f1; }
-stamp=.venv/.requirements.sha256
-want=$(sha256 requirements.txt)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-  echo "$want" > "$stamp"
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv requirements requirements.txt
 
 if [ ! -f local.settings.json ]; then
   cp local.settings.sample.json local.settings.json

@@ -4,21 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "Creating .venv with $("$PYTHON" --version)"
-  "$PYTHON" -m venv .venv
-fi
-# sha256sum is GNU coreutils; macOS ships shasum instead.
-sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi | cut -d' ' -f1; }
-# Reinstall only when the requirement files change.
-stamp=.venv/.requirements-dev.sha256
-want=$(cat requirements.txt requirements-dev.txt | sha256)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-  echo "$want" > "$stamp"
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv requirements-dev requirements.txt requirements-dev.txt
 
 # --- conformance tools: Node 22 and the pinned MCP conformance suites, into .tools/node ---
 # Installed from tests/conformance/npm/package-lock.json whenever it changes. Without npm the conformance
