@@ -7,9 +7,9 @@ an error that names it.
 
 import azure.functions as func
 
-from shared.consent import consent_page
-from shared.functions_http import serve
-from shared.pipeline import McpServer
+from shared.downstream.consent import consent_page
+from shared.http.functions import serve
+from shared.http.pipeline import McpServer
 from tools import tools
 
 server = McpServer.from_environment(

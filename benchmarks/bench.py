@@ -168,9 +168,9 @@ def warm_cost(fake: Any, iterations: int) -> dict[str, float]:
 def token_reuse(fake: Any, calls: int, users: int) -> dict[str, Any]:
     from conftest import settings_env
     from fake_graph import FakeGraph
-    from shared.http import HttpRequest
-    from shared.obo import OnBehalfOfService
-    from shared.pipeline import McpServer
+    from shared.downstream.obo import OnBehalfOfService
+    from shared.http.messages import HttpRequest
+    from shared.http.pipeline import McpServer
     from shared.settings import load_settings
     from tools import tools
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole test suite from a fresh clone: sets up .venv with the dev requirements,
-# then runs ruff, mypy and pytest. Extra arguments go to pytest (e.g. scripts/test.sh -k tokens).
+# then runs ruff, mypy, the import-layer contracts and pytest. Extra arguments go to pytest (e.g. scripts/test.sh -k tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +30,5 @@ fi
 
 .venv/bin/python -m ruff check .
 .venv/bin/python -m mypy
+.venv/bin/lint-imports --no-cache   # the layers of shared/ (pyproject.toml [tool.importlinter])
 exec .venv/bin/python -m pytest "$@"

@@ -7,6 +7,7 @@ compare the vocabularies.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -14,8 +15,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-from .request_state import decode_key
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_REQUIRED_SCOPES = ("user_impersonation",)
@@ -40,6 +39,8 @@ SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _APP_ID_URI_RE = re.compile(r"(api|https)://[A-Za-z0-9._~:/-]+")
 _PLACEHOLDER_GUID = "00000000-0000-0000-0000-000000000000"
+# The signing key behind requestState and the sign-in bridge: HMAC-SHA256 wants at least 32 bytes.
+MIN_KEY_BYTES = 32
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -290,3 +291,15 @@ def _origin(value: str, name: str, problems: dict[str, str], *, https_only: bool
         problems.setdefault(name, f"must be {need} like https://mcp.contoso.com, without a path (got {value[:80]!r})")
         return None
     return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def decode_key(value: str) -> bytes:
+    """Decode an ``MCP_REQUEST_STATE_KEY`` value (standard or URL-safe base64, at least 32 bytes)."""
+    text = value.strip()
+    try:
+        key = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        raise ValueError("must be base64") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"must decode to at least {MIN_KEY_BYTES} bytes (e.g. openssl rand -base64 32)")
+    return key

@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class FakeCaller:
-    """Shaped like ``shared.tokens.Principal`` (the ``shared.context.Caller`` protocol)."""
+    """Shaped like ``shared.entra.tokens.Principal`` (the ``shared.features.context.Caller`` protocol)."""
 
     claims: Mapping[str, Any] = field(default_factory=dict)
     scopes: frozenset[str] = frozenset({"user_impersonation"})

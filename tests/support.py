@@ -19,11 +19,11 @@ import azure.functions as func
 
 from conftest import settings_env
 from fake_entra import FakeEntra
-from shared.jwks import JwksCache, _HttpJsonFetcher
-from shared.pipeline import McpServer
+from shared.entra.keys import JwksCache, _HttpJsonFetcher
+from shared.entra.tokens import TokenValidator
+from shared.features.tools import ToolRegistry
+from shared.http.pipeline import McpServer
 from shared.settings import load_settings
-from shared.tokens import TokenValidator
-from shared.tools import ToolRegistry
 from test_endpoint import (  # noqa: F401  (re-exported for the suites)
     BASE,
     HOST,

@@ -21,10 +21,10 @@ import pytest
 
 from fake_entra import FakeEntra, foreign_private_key
 from fake_graph import FakeGraph
-from shared.obo import OnBehalfOfService
-from shared.pipeline import McpServer
-from shared.retry import RetryBudget
-from shared.tools import ToolContext, ToolRegistry
+from shared.downstream.obo import OnBehalfOfService
+from shared.downstream.retry import RetryBudget
+from shared.features.tools import ToolContext, ToolRegistry
+from shared.http.pipeline import McpServer
 from support import (
     MCP_FUNCTION,
     Handler,

@@ -25,12 +25,12 @@ import function_app
 from conftest import ALLOWED_ORIGINS, settings_env
 from fake_entra import FakeEntra
 from harness import http_routes
-from shared.functions_http import serve
-from shared.jwks import JwksCache
-from shared.pipeline import McpServer
+from shared.entra.keys import JwksCache
+from shared.entra.tokens import TokenValidator
+from shared.features.tools import ClaimsChallengeError, ToolContext, ToolError, ToolRegistry
+from shared.http.functions import serve
+from shared.http.pipeline import McpServer
 from shared.settings import load_settings
-from shared.tokens import TokenValidator
-from shared.tools import ClaimsChallengeError, ToolContext, ToolError, ToolRegistry
 
 HOST = "localhost:7071"
 BASE = f"http://{HOST}"

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fake_entra import FakeEntra, foreign_private_key
-from shared.tools import ToolRegistry
+from shared.features.tools import ToolRegistry
 from support import (
     Clock,
     Handler,

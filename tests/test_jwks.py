@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fake_entra import FakeEntra, b64url, rsa_key
-from shared.jwks import (
+from shared.entra.keys import (
     MAX_DOCUMENT_BYTES,
     MAX_KEYS,
     JwksCache,
@@ -500,7 +500,7 @@ def test_refresh_failure_is_logged_without_raising(endpoint: FakeEndpoint, clock
 def test_requests_is_imported_lazily() -> None:
     code = (
         "import sys\n"
-        "import shared.jwks, shared.tokens, shared.prm, shared.settings\n"
+        "import shared.entra.keys, shared.entra.tokens, shared.entra.prm, shared.settings\n"
         "print(sorted(m for m in ('requests', 'urllib3', 'azure.identity') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)

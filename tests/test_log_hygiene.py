@@ -20,8 +20,8 @@ import pytest
 
 from fake_entra import VSCODE_CLIENT_ID, FakeEntra, aadsts_error, foreign_private_key
 from fake_graph import FakeGraph
-from shared.obo import OnBehalfOfService
-from shared.pipeline import McpServer
+from shared.downstream.obo import OnBehalfOfService
+from shared.http.pipeline import McpServer
 from support import (
     JWT_LIKE,
     Clock,

@@ -34,11 +34,11 @@ from conftest import REPO_ROOT, settings_env
 from fake_entra import JWT_BEARER_GRANT, FakeEntra, aadsts_error
 from fake_graph import FakeGraph
 from fake_identity_endpoint import FakeIdentityEndpoint
-from shared.consent import consent_page, consent_url
-from shared.http import HttpRequest, HttpResponse
-from shared.obo import OnBehalfOfService, is_microsoft_authority
-from shared.pipeline import McpServer
-from shared.retry import RetryBudget, parse_retry_after
+from shared.downstream.consent import consent_page, consent_url
+from shared.downstream.obo import OnBehalfOfService, is_microsoft_authority
+from shared.downstream.retry import RetryBudget, parse_retry_after
+from shared.http.messages import HttpRequest, HttpResponse
+from shared.http.pipeline import McpServer
 from shared.settings import Settings, SettingsError, load_settings
 from tools import tools as forker_tools
 
@@ -367,7 +367,7 @@ def test_consent_with_a_2026_client_is_a_url_elicitation_then_a_retry(entra: Fak
 
 
 def test_consent_error_raises_url_elicitation(entra: FakeEntra, graph: FakeGraph) -> None:
-    from shared.tools import UrlElicitationRequired
+    from shared.features.tools import UrlElicitationRequired
 
     service = OnBehalfOfService.from_settings(obo_settings(entra, graph), budget=FAST)
     entra.queue_token_response(400, aadsts_error(65001, "invalid_grant", "No consent.", suberror="consent_required"))
@@ -459,7 +459,7 @@ def test_misconfigured_credential_names_the_code_not_the_secret(entra: FakeEntra
 
 
 def test_expired_assertion_asks_to_sign_in_again(entra: FakeEntra, graph: FakeGraph) -> None:
-    from shared.tools import ToolError
+    from shared.features.tools import ToolError
 
     service = OnBehalfOfService.from_settings(obo_settings(entra, graph), budget=FAST)
     entra.queue_token_response(400, aadsts_error(500133, "invalid_grant", "Assertion is not within its valid "
@@ -571,7 +571,7 @@ def test_without_obo_settings_the_tool_says_so(entra: FakeEntra) -> None:
 
 
 def test_azure_identity_is_not_imported_at_start_up() -> None:
-    code = ("import sys, function_app, shared.obo, shared.graph, shared.consent; "
+    code = ("import sys, function_app, shared.downstream.obo, shared.graph, shared.downstream.consent; "
             "print('azure.identity' in sys.modules, 'msal' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
                          check=True)
@@ -579,10 +579,10 @@ def test_azure_identity_is_not_imported_at_start_up() -> None:
 
 
 def test_on_behalf_of_is_not_loaded_without_its_settings() -> None:
-    # shared.graph (imported by the sample tools) needs only the leaf shared.retry: an app without OBO_*
-    # settings never loads shared.obo at start-up.
+    # shared.graph (imported by the sample tools) needs only the leaf shared.downstream.retry: an app without OBO_*
+    # settings never loads shared.downstream.obo at start-up.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OBO_")}
-    code = "import sys, function_app, shared.graph; print('shared.obo' in sys.modules)"
+    code = "import sys, function_app, shared.graph; print('shared.downstream.obo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
@@ -592,8 +592,8 @@ def test_on_behalf_of_is_not_loaded_without_its_settings() -> None:
 def test_graph_failures_log_only_the_first_path_segment(
     entra: FakeEntra, graph: FakeGraph, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from shared.graph import GraphClient
-    from shared.tools import ToolError
+    from shared.downstream.graph import GraphClient
+    from shared.features.tools import ToolError
 
     caplog.set_level(logging.DEBUG, logger="mcp.graph")
     graph.queue_response(503, {"error": {"code": "serviceNotAvailable", "message": "Down"}}, times=FAST.attempts)

@@ -16,10 +16,10 @@ import pytest
 
 from fake_entra import FakeEntra
 from harness import FunctionsHarness
-from shared.functions_http import serve
-from shared.pipeline import McpServer
-from shared.schema import Param
-from shared.tools import ToolRegistry
+from shared.features.schema import Param
+from shared.features.tools import ToolRegistry
+from shared.http.functions import serve
+from shared.http.pipeline import McpServer
 from test_endpoint import Handler, Reply, call_modern, handler_for, legacy, make_server
 
 registry = ToolRegistry()

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from callers import ALICE, BOB
-from shared.completions import CompletionRegistry
-from shared.mrtr import InputRequired, accepted, elicit_form, sample
-from shared.prompts import PromptRegistry, UnknownPromptError
-from shared.protocol import McpEngine
-from shared.request_state import InvalidRequestState, RequestStateCodec, StaleRequestState, decode_key
-from shared.resources import ResourceRegistry
-from shared.tools import RequestInfo, ToolContext, ToolRegistry, UrlElicitationRequired
+from shared.features.completions import CompletionRegistry
+from shared.features.mrtr import InputRequired, accepted, elicit_form, sample
+from shared.features.prompts import PromptRegistry, UnknownPromptError
+from shared.features.resources import ResourceRegistry
+from shared.features.tools import RequestInfo, ToolContext, ToolRegistry, UrlElicitationRequired
+from shared.protocol.engine import McpEngine
+from shared.protocol.request_state import InvalidRequestState, RequestStateCodec, StaleRequestState
+from shared.settings import decode_key
 
 MODERN = "2026-07-28"
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from shared.tools import ToolContext, ToolRegistry
+from shared.features.tools import ToolContext, ToolRegistry
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOT_RUN = "# not run"

@@ -17,19 +17,19 @@ import pytest
 from callers import ALICE
 from conftest import settings_env
 from fake_entra import FakeEntra
-from shared import schema
-from shared.consent import consent_page, consent_url
-from shared.http import HttpRequest
-from shared.jwks import JwksCache
-from shared.mrtr import InputRequired
-from shared.pipeline import McpServer
-from shared.protocol import McpEngine
-from shared.request_state import MAX_STATE_CHARS, InvalidRequestState, RequestStateCodec, StaleRequestState
-from shared.resources import ResourceNotFound, ResourceRegistry
-from shared.retry import parse_retry_after
+from shared.downstream.consent import consent_page, consent_url
+from shared.downstream.retry import parse_retry_after
+from shared.entra.keys import JwksCache
+from shared.entra.tokens import TokenError, TokenValidator
+from shared.features import schema
+from shared.features.mrtr import InputRequired
+from shared.features.resources import ResourceNotFound, ResourceRegistry
+from shared.features.tools import ToolContext, ToolRegistry
+from shared.http.messages import HttpRequest
+from shared.http.pipeline import McpServer
+from shared.protocol.engine import McpEngine
+from shared.protocol.request_state import MAX_STATE_CHARS, InvalidRequestState, RequestStateCodec, StaleRequestState
 from shared.settings import SettingsError, load_settings
-from shared.tokens import TokenError, TokenValidator
-from shared.tools import ToolContext, ToolRegistry
 from test_endpoint import PRM_PATH, ROUTES, auth, handler_for, make_server, request, rpc
 
 MODERN = "2026-07-28"
@@ -154,7 +154,7 @@ def test_oversized_batch_is_refused_or_fully_answered(token: str) -> None:
 
 
 def test_batches_up_to_the_cap_are_fully_answered(token: str) -> None:
-    from shared.protocol import MAX_BATCH_MESSAGES
+    from shared.protocol.engine import MAX_BATCH_MESSAGES
 
     full = request(body=[rpc("ping", id=i) for i in range(MAX_BATCH_MESSAGES)], headers=auth(token))
     assert full.status == 200 and len(full.json) == MAX_BATCH_MESSAGES

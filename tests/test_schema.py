@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NewType, NotRequired, Optional, Type
 
 import pytest
 
-from shared.schema import MAX_DEPTH, Param, converter_for, schema_for, validate
+from shared.features.schema import MAX_DEPTH, Param, converter_for, schema_for, validate
 
 
 class Colour(enum.Enum):

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import settings_env
 from fake_entra import AZURE_CLI_CLIENT_ID, VSCODE_CLIENT_ID, FakeEntra, b64url, foreign_private_key
-from shared.jwks import JwksCache, KeyFetchError
-from shared.settings import load_settings
-from shared.tokens import (
+from shared.entra.keys import JwksCache, KeyFetchError
+from shared.entra.tokens import (
     DEFAULT_LEEWAY_SECONDS,
     MAX_TOKEN_LENGTH,
     KeysUnavailableError,
@@ -26,6 +25,7 @@ from shared.tokens import (
     TokenError,
     TokenValidator,
 )
+from shared.settings import load_settings
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal, TypedDict
 import pytest
 
 from callers import FakeCaller
-from shared.context import NO_DOWNSTREAM_MESSAGE
-from shared.schema import Param
-from shared.tools import (
+from shared.features.context import NO_DOWNSTREAM_MESSAGE
+from shared.features.schema import Param
+from shared.features.tools import (
     Caller,
     InsufficientScopeError,
     RequestInfo,
@@ -935,7 +935,7 @@ def test_downstream_token(registry: ToolRegistry) -> None:
 
 @dataclass
 class FakeAsyncDownstream(FakeDownstream):
-    """Has the optional get_token_async capability, as shared.obo.UserDownstream does."""
+    """Has the optional get_token_async capability, as shared.downstream.obo.UserDownstream does."""
 
     awaited: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -991,7 +991,7 @@ def test_downstream_token_async_without_a_credential_is_a_tool_error(registry: T
 
 
 def test_the_obo_downstream_offers_get_token_async() -> None:
-    obo = pytest.importorskip("shared.obo")
+    obo = pytest.importorskip("shared.downstream.obo")
     assert inspect.iscoroutinefunction(obo.UserDownstream.get_token_async)
 
 
@@ -1006,25 +1006,28 @@ def test_forker_imports_and_leaf_modules() -> None:
     import subprocess
     import sys
 
-    import shared.context
-    import shared.errors
-    import shared.schema
+    import shared.features.context
+    import shared.features.errors
+    import shared.features.schema
     import shared.tools
 
-    assert shared.tools.Param is shared.schema.Param and "Param" in shared.tools.__all__
-    assert shared.tools.ToolContext is shared.context.ToolContext
-    assert shared.tools.ToolError is shared.errors.ToolError
+    assert shared.tools.Param is shared.features.schema.Param and "Param" in shared.tools.__all__
+    assert shared.tools.ToolContext is shared.features.context.ToolContext
+    assert shared.tools.ToolError is shared.features.errors.ToolError
     assert all(hasattr(shared.tools, name) for name in shared.tools.__all__)
     # The context and the errors import no registry (so the registries can all import them), and every
     # module imports on its own in a fresh interpreter (no import cycles hidden by import order).
     probe = """
 import importlib, pkgutil, sys
-import shared.context, shared.errors
-assert not {"shared.tools", "shared.prompts", "shared.resources", "shared.callables"} & set(sys.modules)
-for module in pkgutil.iter_modules(shared.__path__):
+import shared.features.context
+import shared.features.errors
+import shared
+assert not {"shared.features.tools", "shared.features.prompts", "shared.features.resources",
+            "shared.features.callables"} & set(sys.modules)
+for module in pkgutil.walk_packages(shared.__path__, "shared."):
     for loaded in [name for name in sys.modules if name.startswith("shared.")]:
         del sys.modules[loaded]
-    importlib.import_module("shared." + module.name)
+    importlib.import_module(module.name)
 """
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=60, cwd=root)
@@ -1105,7 +1108,7 @@ def test_whoami_definition() -> None:
 
 
 def test_whoami_with_the_real_principal() -> None:
-    tokens = pytest.importorskip("shared.tokens")
+    tokens = pytest.importorskip("shared.entra.tokens")
     import tools as forker_tools
 
     principal = tokens.Principal(claims={"name": "Ada", "azp": "c"}, scopes=frozenset({"user_impersonation"}))

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 import azure.functions as func
 
-from shared.completions import CompletionRegistry
-from shared.functions_http import serve
-from shared.mrtr import InputRequest, InputRequired, accepted, elicit_form, list_roots, sample
-from shared.pipeline import McpServer
-from shared.prompts import PromptMessage, PromptRegistry
-from shared.resources import ResourceContents, ResourceRegistry
-from shared.tools import Param, ToolContext, ToolError, ToolRegistry, ToolResult
+from shared.features.completions import CompletionRegistry
+from shared.features.mrtr import InputRequest, InputRequired, accepted, elicit_form, list_roots, sample
+from shared.features.prompts import PromptMessage, PromptRegistry
+from shared.features.resources import ResourceContents, ResourceRegistry
+from shared.features.tools import Param, ToolContext, ToolError, ToolRegistry, ToolResult
+from shared.http.functions import serve
+from shared.http.pipeline import McpServer
 
 TEST_IMAGE_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="

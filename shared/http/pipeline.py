@@ -16,18 +16,18 @@ from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from . import prm
-from .completions import CompletionRegistry
-from .http import HttpRequest, HttpResponse
-from .jsonrpc import error_body
-from .jwks import JwksCache
-from .prompts import PromptRegistry
-from .protocol import McpEngine
-from .request_state import RequestStateCodec
-from .resources import ResourceRegistry
-from .settings import Settings, is_loopback_host, load_settings
-from .tokens import KeysUnavailableError, Principal, Refusal, TokenError, TokenValidator
-from .tools import ClaimsChallengeError, DownstreamAuth, InsufficientScopeError, ToolRegistry
+from shared.entra import prm
+from shared.entra.keys import JwksCache
+from shared.entra.tokens import KeysUnavailableError, Principal, Refusal, TokenError, TokenValidator
+from shared.features.completions import CompletionRegistry
+from shared.features.prompts import PromptRegistry
+from shared.features.resources import ResourceRegistry
+from shared.features.tools import ClaimsChallengeError, DownstreamAuth, InsufficientScopeError, ToolRegistry
+from shared.http.messages import HttpRequest, HttpResponse
+from shared.protocol.engine import McpEngine
+from shared.protocol.jsonrpc import error_body
+from shared.protocol.request_state import RequestStateCodec
+from shared.settings import Settings, is_loopback_host, load_settings
 
 log = logging.getLogger("mcp.request")
 
@@ -107,12 +107,12 @@ class McpServer:
     ) -> McpServer:
         """Read and validate the settings now, at start-up (a bad setting stops the app).
 
-        Without ``downstream``, an OBO_* setting wires on-behalf-of (``shared.obo``) for ``ctx.downstream``.
+        Without ``downstream``, an OBO_* setting wires on-behalf-of (``shared.downstream.obo``) for ``ctx.downstream``.
         """
         settings = load_settings()
         if downstream is None and settings.obo.mode is not None:
             # Imported here: azure-identity is loaded only by apps that use on-behalf-of.
-            from .obo import OnBehalfOfService
+            from shared.downstream.obo import OnBehalfOfService
 
             downstream = OnBehalfOfService.from_settings(settings).for_assertion
             if settings.obo.mode == "client_secret" and settings.website_hostname:

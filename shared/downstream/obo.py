@@ -40,17 +40,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .consent import consent_url
-from .retry import RetryBudget, parse_retry_after, try_again_hint
-from .settings import DEFAULT_GRAPH_API_BASE_URL, OboCredentialSettings, Settings, SettingsError
-from .tools import ClaimsChallengeError, ToolError, UrlElicitationRequired
+from shared.downstream.consent import consent_url
+from shared.downstream.retry import RetryBudget, parse_retry_after, try_again_hint
+from shared.features.tools import ClaimsChallengeError, ToolError, UrlElicitationRequired
+from shared.settings import DEFAULT_GRAPH_API_BASE_URL, OboCredentialSettings, Settings, SettingsError
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken
 
 log = logging.getLogger("mcp.obo")
 
-# RetryBudget and parse_retry_after live in shared.retry; they stay importable from here (from_settings takes a budget).
+# RetryBudget and parse_retry_after live in shared.downstream.retry; they stay importable from here
+# (from_settings takes a budget).
 __all__ = ["OnBehalfOfService", "RetryBudget", "UserDownstream", "is_microsoft_authority", "parse_retry_after"]
 
 # The audience Entra expects in a managed identity token used as a federated identity credential.

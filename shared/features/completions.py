@@ -19,7 +19,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from .callables import run_awaitable
+from shared.features.callables import run_awaitable
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_VALUES = 100

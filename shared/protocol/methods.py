@@ -1,9 +1,9 @@
 """The MCP methods this server implements, and the table the dispatcher routes by.
 
 Each method is a function of the server's registries (:class:`Server`) and one validated
-:class:`~shared.rpc_request.Request`, returning the JSON-RPC ``result`` object or raising
-:class:`~shared.jsonrpc.RpcError`. Transport concerns (HTTP checks, version negotiation, header
-mirroring, result decoration) stay in ``shared.protocol``, which owns the registries and passes
+:class:`~shared.protocol.request.Request`, returning the JSON-RPC ``result`` object or raising
+:class:`~shared.protocol.jsonrpc.RpcError`. Transport concerns (HTTP checks, version negotiation, header
+mirroring, result decoration) stay in ``shared.protocol.engine``, which owns the registries and passes
 itself in as the :class:`Server`.
 """
 
@@ -13,20 +13,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .completions import CompletionRegistry
-from .input_rounds import run_with_input
-from .jsonrpc import INVALID_PARAMS, LEGACY_RESOURCE_NOT_FOUND, RpcError
-from .pagination import page
-from .prompts import PromptArgumentError, PromptRegistry
-from .request_state import RequestStateCodec
-from .resources import ResourceNotFound, ResourceRegistry
-from .rpc_request import LOG_LEVELS, Request
-from .tools import ToolContext, ToolRegistry
-from .versions import LATEST_LEGACY_VERSION, LEGACY_VERSIONS, SUPPORTED_VERSIONS
+from shared.features.completions import CompletionRegistry
+from shared.features.prompts import PromptArgumentError, PromptRegistry
+from shared.features.resources import ResourceNotFound, ResourceRegistry
+from shared.features.tools import ToolContext, ToolRegistry
+from shared.features.versions import LATEST_LEGACY_VERSION, LEGACY_VERSIONS, SUPPORTED_VERSIONS
+from shared.protocol.input_rounds import run_with_input
+from shared.protocol.jsonrpc import INVALID_PARAMS, LEGACY_RESOURCE_NOT_FOUND, RpcError
+from shared.protocol.pagination import page
+from shared.protocol.request import LOG_LEVELS, Request
+from shared.protocol.request_state import RequestStateCodec
 
 
 class Server(Protocol):
-    """What the methods read from the engine that dispatches to them (``shared.protocol.McpEngine``)."""
+    """What the methods read from the engine that dispatches to them (``shared.protocol.engine.McpEngine``)."""
 
     tools: ToolRegistry
     resources: ResourceRegistry
@@ -46,7 +46,7 @@ class Method:
     """One MCP method: its implementation and when the dispatcher may route to it."""
 
     handler: Handler
-    # The eras (shared.versions) in which the method exists.
+    # The eras (shared.features.versions) in which the method exists.
     modern: bool = True
     legacy: bool = True
     # Complete 2026-07-28 results get ttlMs/cacheScope.

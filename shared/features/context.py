@@ -1,6 +1,6 @@
 """What a tool, prompt or resource function sees: the verified caller, the request and downstream auth.
 
-A leaf module (it imports only ``shared.errors``, ``shared.mrtr`` and ``shared.versions``), so the
+A leaf module (it imports only ``shared.features.errors``, ``shared.mrtr`` and ``shared.features.versions``), so the
 registries (``shared.tools``, ``shared.prompts``, ``shared.resources``) and the engine can all depend on
 it without depending on each other. Forkers import these from ``shared.tools``, which re-exports them.
 """
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ToolError
-from .mrtr import InputRequest, client_supports
-from .versions import MODERN_VERSIONS
+from shared.features.errors import ToolError
+from shared.features.mrtr import InputRequest, client_supports
+from shared.features.versions import MODERN_VERSIONS
 
 __all__ = ["NO_DOWNSTREAM_MESSAGE", "Caller", "DownstreamAuth", "RequestInfo", "ToolContext"]
 
@@ -26,7 +26,7 @@ NO_DOWNSTREAM_MESSAGE = (
 
 
 class Caller(Protocol):
-    """The verified caller. ``shared.tokens.Principal`` satisfies this structurally."""
+    """The verified caller. ``shared.entra.tokens.Principal`` satisfies this structurally."""
 
     @property
     def claims(self) -> Mapping[str, Any]: ...
@@ -56,7 +56,7 @@ class DownstreamAuth(Protocol):
     """Issues tokens for downstream APIs (on-behalf-of). Tools never see the caller's own token.
 
     Optional capability: ``async def get_token_async(self, *scopes: str) -> str``. An implementation that
-    has it (``shared.obo.UserDownstream`` does) is awaited by ``ToolContext.downstream_token_async``;
+    has it (``shared.downstream.obo.UserDownstream`` does) is awaited by ``ToolContext.downstream_token_async``;
     otherwise ``get_token`` runs in a worker thread. It is not part of the protocol so that a minimal
     implementation (a test double, a fixed-token stub) only needs ``get_token``.
     """
@@ -115,7 +115,7 @@ class ToolContext:
         if get_token_async is not None:
             token: str = await get_token_async(*scopes)
             return token
-        # Imported here, like in shared.callables.run_awaitable: asyncio costs ~15 ms at start-up.
+        # Imported here, like in shared.features.callables.run_awaitable: asyncio costs ~15 ms at start-up.
         import asyncio
 
         return await asyncio.to_thread(downstream.get_token, *scopes)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from .http import HttpRequest, HttpResponse
+from shared.http.messages import HttpRequest, HttpResponse
 
 
 def to_request(req: func.HttpRequest) -> HttpRequest:

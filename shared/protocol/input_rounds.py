@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .context import Caller, ToolContext
-from .jsonrpc import INVALID_PARAMS, INVALID_REQUEST, MISSING_CLIENT_CAPABILITY, RpcError
-from .mrtr import InputRequired, client_supports
-from .request_state import InvalidRequestState, RequestStateCodec, StaleRequestState
-from .rpc_request import Request
+from shared.features.context import Caller, ToolContext
+from shared.features.mrtr import InputRequired, client_supports
+from shared.protocol.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, MISSING_CLIENT_CAPABILITY, RpcError
+from shared.protocol.request import Request
+from shared.protocol.request_state import InvalidRequestState, RequestStateCodec, StaleRequestState
 
 # The engine's logger name from before this module was split out: operators' filters keep working.
 log = logging.getLogger("mcp.protocol")

@@ -3,9 +3,9 @@
 Works on plain values: an HTTP method, headers and body go in, an :class:`HttpResponse`
 comes out. This module owns everything between the bytes and a method call: HTTP method,
 media-type and size checks, JSON-RPC parsing and batches, era and version negotiation,
-header-versus-body validation, error shaping, dispatch through ``shared.methods.METHODS``,
+header-versus-body validation, error shaping, dispatch through ``shared.protocol.methods.METHODS``,
 and decorating results (``resultType``, ``ttlMs``/``cacheScope``, server info). What each
-method does lives in ``shared.methods``. It imports neither Azure Functions nor anything
+method does lives in ``shared.protocol.methods``. It imports neither Azure Functions nor anything
 about Entra; the verified caller arrives as an opaque object that is handed to tools
 through their context.
 
@@ -28,10 +28,20 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import methods
-from .completions import CompletionRegistry
-from .http import HttpResponse
-from .jsonrpc import (
+from shared.features.completions import CompletionRegistry
+from shared.features.prompts import PromptRegistry
+from shared.features.resources import ResourceRegistry
+from shared.features.tools import AuthorizationChallenge, Caller, DownstreamAuth, RequestInfo, ToolRegistry
+from shared.features.versions import (
+    BATCH_VERSION,
+    DEFAULT_LEGACY_VERSION,
+    LEGACY_VERSIONS,
+    MODERN_VERSIONS,
+    SUPPORTED_VERSIONS,
+)
+from shared.http.messages import HttpResponse
+from shared.protocol import methods
+from shared.protocol.jsonrpc import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -42,13 +52,9 @@ from .jsonrpc import (
     RpcError,
     dumps,
 )
-from .pagination import DEFAULT_PAGE_SIZE
-from .prompts import PromptRegistry
-from .request_state import RequestStateCodec
-from .resources import ResourceRegistry
-from .rpc_request import LOG_LEVELS, Request
-from .tools import AuthorizationChallenge, Caller, DownstreamAuth, RequestInfo, ToolRegistry
-from .versions import BATCH_VERSION, DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, MODERN_VERSIONS, SUPPORTED_VERSIONS
+from shared.protocol.pagination import DEFAULT_PAGE_SIZE
+from shared.protocol.request import LOG_LEVELS, Request
+from shared.protocol.request_state import RequestStateCodec
 
 log = logging.getLogger("mcp.protocol")
 
@@ -72,9 +78,9 @@ JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class McpEngine:
-    """The transport: checks and parses HTTP requests, negotiates the era, dispatches to ``shared.methods``.
+    """The transport: checks and parses HTTP requests, negotiates the era, dispatches to ``shared.protocol.methods``.
 
-    It owns the registries the methods read (it is their :class:`shared.methods.Server`).
+    It owns the registries the methods read (it is their :class:`shared.protocol.methods.Server`).
     """
 
     def __init__(
@@ -96,7 +102,7 @@ class McpEngine:
         self.prompts = prompts if prompts is not None else PromptRegistry()
         self.completions = completions if completions is not None else CompletionRegistry()
         # Without a configured key each process makes its own: state from another instance is then
-        # treated as stale and the round trip starts again (see shared.request_state).
+        # treated as stale and the round trip starts again (see shared.protocol.request_state).
         self.request_state = request_state or RequestStateCodec()
         self.page_size = page_size
         self.server_info = {"name": server_name, "version": server_version}

@@ -1,7 +1,7 @@
 """What a tool (or prompt, or resource) raises to end a call: failures shown to the model, and auth challenges.
 
-A leaf module (standard library only), so that ``shared.context`` can raise ``ToolError`` and
-``shared.obo``/``shared.graph`` can raise challenges without importing the tool registry.
+A leaf module (standard library only), so that ``shared.features.context`` can raise ``ToolError`` and
+``shared.downstream.obo``/``shared.graph`` can raise challenges without importing the tool registry.
 Forkers import these from ``shared.tools``, which re-exports them.
 """
 

@@ -1,6 +1,6 @@
 """What tools, resources, prompts and completions share: reading and running a decorated function.
 
-Tools have a full JSON-Schema pipeline (``shared.schema``); prompt arguments and URI-template variables
+Tools have a full JSON-Schema pipeline (``shared.features.schema``); prompt arguments and URI-template variables
 are always strings on the wire, so their functions take ``str`` parameters plus an optional
 ``ctx: ToolContext``. All of them take descriptions from docstrings (:func:`parse_docstring`), may be
 ``async`` (:func:`run_awaitable`) and, for tools and prompts, share the name rule (:data:`NAME_PATTERN`).
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .context import ToolContext
+from shared.features.context import ToolContext
 
 # Tool and prompt names: 1-128 characters from A-Z a-z 0-9 _ . - (what MCP clients accept everywhere).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")

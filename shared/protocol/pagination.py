@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Any
 
-from .jsonrpc import INVALID_PARAMS, RpcError
+from shared.protocol.jsonrpc import INVALID_PARAMS, RpcError
 
 DEFAULT_PAGE_SIZE = 100
 

@@ -1,7 +1,7 @@
 """Transport-neutral HTTP values: the request the pipeline reads and the response it returns.
 
 Plain frozen dataclasses with no behaviour beyond reading themselves, so the pipeline, the MCP engine
-and the consent page can be exercised without a web framework; ``shared.functions_http`` is the only
+and the consent page can be exercised without a web framework; ``shared.http.functions`` is the only
 module that converts them to and from Azure Functions' types.
 """
 

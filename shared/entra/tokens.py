@@ -24,7 +24,7 @@ from typing import Any
 
 import jwt
 
-from .jwks import JwksCache, KeysUnavailableError
+from shared.entra.keys import JwksCache, KeysUnavailableError
 
 log = logging.getLogger("mcp.auth")
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from .http import HttpRequest, HttpResponse
+from shared.http.messages import HttpRequest, HttpResponse
 
 CONSENT_PATH = "/consent"
 

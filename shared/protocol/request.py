@@ -1,6 +1,6 @@
 """One MCP request as a method implementation sees it, after the transport has validated it.
 
-This is the contract between the dispatcher (``shared.protocol``) and the methods (``shared.methods``):
+This is the contract between the dispatcher (``shared.protocol.engine``) and the methods (``shared.protocol.methods``):
 the transport builds a :class:`Request` from a checked JSON-RPC message and its headers; a method
 reads only this, never HTTP.
 """
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .context import Caller, DownstreamAuth, RequestInfo, ToolContext
-from .versions import MODERN_VERSIONS
+from shared.features.context import Caller, DownstreamAuth, RequestInfo, ToolContext
+from shared.features.versions import MODERN_VERSIONS
 
 # The syslog severities MCP uses, lowest first (logging/setLevel and the 2026-07-28 _meta log level).
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")

@@ -93,14 +93,3 @@ class RequestStateCodec:
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest())
 
-
-def decode_key(value: str) -> bytes:
-    """Decode an ``MCP_REQUEST_STATE_KEY`` value (standard or URL-safe base64, at least 32 bytes)."""
-    text = value.strip()
-    try:
-        key = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
-    except ValueError:
-        raise ValueError("must be base64") from None
-    if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"must decode to at least {MIN_KEY_BYTES} bytes (e.g. openssl rand -base64 32)")
-    return key
