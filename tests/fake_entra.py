@@ -12,6 +12,11 @@ variables (``REQUESTS_CA_BUNDLE`` for requests, ``SSL_CERT_FILE`` for the ssl mo
 Fault injection (503, connection reset, slow answers, a gate that holds key fetches in flight) and fetch
 counters let tests prove caching, single-flight refresh and "keep the last good keys" behaviour.
 
+The token endpoint serves the on-behalf-of grant, and, with the authorize endpoint, the interactive sign-in Entra
+does for a public (mobile/desktop) client: authorization code with PKCE (S256), then refresh tokens. That lets a
+sign-in bridge (an OAuth front door that forwards to Entra) be tested end to end, including Entra's redirect URI
+matching, its 2026 ``resource`` rule (NOTES.md section 4) and its consent errors.
+
 Nothing here is secure and nothing here should ever be imported by product code.
 """
 
@@ -21,7 +26,9 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import html
 import json
+import re
 import socket
 import socketserver
 import ssl
@@ -31,11 +38,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import jwt
 import trustme
@@ -66,6 +74,14 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_BEARER_CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Scopes MSAL adds to every request; they name no resource.
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+# Microsoft Graph's app ID: Entra resolves a scope without a resource prefix ("user_impersonation") to Graph.
+_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# Entra's loopback rule for public clients: for these http origins the port is ignored when matching redirect URIs
+# (native apps listen on whatever port is free), but scheme, host and path must still match exactly. The lookahead
+# stops look-alikes such as http://localhost.evil.example or http://127.0.0.1@evil.example from counting.
+_LOOPBACK_REDIRECT = re.compile(r"^(http://(?:localhost|127\.0\.0\.1|\[::1\]))(?::\d+)?(?=[/?#]|$)")
+# An S256 code challenge is BASE64URL(SHA256(verifier)): always 43 characters.
+_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 # Deterministic object IDs: tests can compute the expected `oid` for a user name without asking the fake.
 _OID_NAMESPACE = uuid.UUID("6f0d4a52-3c55-4d0e-9a43-6c1f3f3b7a10")
@@ -244,11 +260,72 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def send_html(self, status: int, page: str) -> None:
+        payload = page.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store, no-cache")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def send_redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store, no-cache")
+        self.end_headers()
+
     def abort_connection(self) -> None:
         """Close without answering, with an RST (SO_LINGER 0) so the client sees a reset, not a clean EOF."""
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Interactive sign-in state
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class _AuthCode:
+    """What an authorization code is bound to, as Entra binds it."""
+
+    client_id: str
+    redirect_uri: str  # exactly as sent to the authorize endpoint (loopback port included)
+    code_challenge: str
+    full_scopes: tuple[str, ...]  # e.g. ("api://<api>/user_impersonation",)
+    short_scopes: tuple[str, ...]  # e.g. ("user_impersonation",), what `scp` carries
+    user: str
+    offline_access: bool
+    openid: bool
+    nonce: str | None
+    expires_at: float
+    redeemed: bool = False
+
+
+@dataclass
+class _RefreshGrant:
+    client_id: str
+    user: str
+    full_scopes: tuple[str, ...]
+    short_scopes: tuple[str, ...]
+    openid: bool
+    revoked: bool = False
+
+
+class _OAuthError(Exception):
+    """An Entra error: sent as an error redirect from the authorize endpoint, or as JSON from the token endpoint."""
+
+    def __init__(self, code: int, error: str, description: str, *, status: int = 400) -> None:
+        super().__init__(f"AADSTS{code}: {description}")
+        self.code, self.error, self.description, self.status = code, error, description, status
+
+    def body(self) -> dict[str, Any]:
+        return aadsts_error(self.code, self.error, self.description)
+
+    def description_text(self) -> str:
+        """The error_description Entra sends: "AADSTS<code>: <message> Trace ID: ..."."""
+        return str(self.body()["error_description"])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -300,6 +377,9 @@ class FakeEntra:
         self._issued_obo_tokens: list[str] = []
         self.expected_client_secret: str | None = None  # when set, client_secret requests must match it
         self.obo_token_lifetime = 3600
+
+        # Interactive sign-in for public clients (authorize endpoint, authorization_code and refresh_token grants).
+        self._reset_sign_in()
 
         self._server: TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -377,6 +457,10 @@ class FakeEntra:
     @property
     def token_endpoint(self) -> str:
         return f"{self.authority}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def authorize_endpoint(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/oauth2/v2.0/authorize"
 
     def client_ssl_context(self) -> ssl.SSLContext:
         """A client SSLContext trusting only the throwaway CA (e.g. for PyJWKClient(ssl_context=...))."""
@@ -503,6 +587,7 @@ class FakeEntra:
             self._issued_obo_tokens = []
             self.expected_client_secret = None
             self.obo_token_lifetime = 3600
+            self._reset_sign_in()
             if keys:
                 self._keys = [_Key(rsa_key(0))]
                 self._next_pool_index = 1
@@ -517,7 +602,7 @@ class FakeEntra:
         return {
             "issuer": self.issuer,
             "jwks_uri": self.jwks_uri,
-            "authorization_endpoint": f"{tenant_base}/oauth2/v2.0/authorize",
+            "authorization_endpoint": self.authorize_endpoint,
             "token_endpoint": self.token_endpoint,
             "device_authorization_endpoint": f"{tenant_base}/oauth2/v2.0/devicecode",
             "end_session_endpoint": f"{tenant_base}/oauth2/v2.0/logout",
@@ -557,8 +642,11 @@ class FakeEntra:
         }
 
     def _handle_get(self, handler: _Handler) -> None:
-        path = handler.path.split("?", 1)[0]
+        path, _, query = handler.path.partition("?")
         parts = path.strip("/").split("/")
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "authorize"]:
+            self._handle_authorize(handler, parts[0], query)
+            return
         if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             endpoint = "discovery"
         elif len(parts) == 4 and parts[1:] == ["discovery", "v2.0", "keys"]:
@@ -680,18 +768,21 @@ class FakeEntra:
             time.sleep(canned_delay)
             handler.send_json(status, body, headers=headers)
             return
-        if form.get("grant_type") != JWT_BEARER_GRANT or form.get("requested_token_use") != "on_behalf_of":
-            # Only the on-behalf-of grant is implemented; answer like Entra does for a grant it cannot serve.
-            handler.send_json(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "FakeEntra: only the on-behalf-of grant is implemented",
-                    "error_codes": [70003],
-                },
-            )
-            return
-        status, body = self._on_behalf_of(form)
+        grant_type = form.get("grant_type")
+        if grant_type == JWT_BEARER_GRANT and form.get("requested_token_use") == "on_behalf_of":
+            status, body = self._on_behalf_of(form)
+        elif grant_type == "authorization_code":
+            status, body = self._grant_response(self._redeem_code, form)
+        elif grant_type == "refresh_token":
+            status, body = self._grant_response(self._redeem_refresh_token, form)
+        else:
+            # Answer like Entra does for a grant it cannot serve.
+            status, body = 400, {
+                "error": "unsupported_grant_type",
+                "error_description": "FakeEntra: only the on-behalf-of, authorization_code and refresh_token grants "
+                "are implemented",
+                "error_codes": [70003],
+            }
         handler.send_json(status, body)
 
     def _on_behalf_of(self, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
@@ -753,6 +844,334 @@ class FakeEntra:
             "id_token": id_token,
             "client_info": b64url(json.dumps(client_info).encode()),
         }
+
+    # ---- interactive sign-in for public clients (authorize, authorization_code, refresh_token) -----------------
+    def _reset_sign_in(self) -> None:
+        """Default app registrations and no sign-in history. Called from __init__ and (under the lock) reset()."""
+        # The protected API's app registration: identifier URIs (scope prefixes, allowed `resource` values) and the
+        # short names of its delegated scopes. Plain attributes, so tests may assign or mutate them.
+        self.identifier_uris: list[str] = [self.app_id_uri]
+        self.api_scopes: set[str] = {"user_impersonation"}
+        # The browser session: who is signed in when a client is sent to the authorize endpoint.
+        self.signed_in_user = "alice"
+        # Since 2026 Entra refuses a `resource` that is not one of the API's identifier URIs (NOTES.md section 4).
+        self.enforce_resource_rule = True
+        self.code_lifetime = 600  # seconds an authorization code stays redeemable (Entra: 10 minutes)
+        self._public_clients: dict[str, tuple[str, ...]] = {}
+        # api.preAuthorizedApplications. VS Code (which never shows a consent prompt, NOTES.md section 3) and the
+        # client app this tenant mints tokens for are pre-authorized out of the box, as the product's infra does.
+        self._pre_authorized: set[str] = {VSCODE_CLIENT_ID, self.allowed_client_id}
+        self._user_consent: set[str] = set()
+        self._authorize_requests: list[dict[str, str]] = []
+        self._codes: dict[str, _AuthCode] = {}
+        self._refresh_grants: dict[str, _RefreshGrant] = {}
+        self._issued_codes = 0
+        self._issued_sign_in_tokens: list[str] = []
+
+    def add_public_client(self, client_id: str, redirect_uris: Iterable[str]) -> None:
+        """Register a public (mobile/desktop) client app with its redirect URIs (replacing any earlier ones)."""
+        with self._cond:
+            self._public_clients[client_id] = tuple(redirect_uris)
+
+    def pre_authorize(self, client_id: str) -> None:
+        """List a client in the API's preAuthorizedApplications: it signs users in without a consent prompt."""
+        with self._cond:
+            self._pre_authorized.add(client_id)
+
+    def grant_user_consent(self, client_id: str) -> None:
+        """Record that the user (or an admin) consented to the API's scopes for this client."""
+        with self._cond:
+            self._user_consent.add(client_id)
+
+    def revoke_refresh_tokens(self) -> None:
+        """Revoke every refresh token issued so far (like revokeSignInSessions); later ones work again."""
+        with self._cond:
+            for grant in self._refresh_grants.values():
+                grant.revoked = True
+
+    @property
+    def authorize_requests(self) -> list[dict[str, str]]:
+        """Query parameters of every request to the authorize endpoint so far, oldest first (copies)."""
+        with self._cond:
+            return [dict(r) for r in self._authorize_requests]
+
+    @property
+    def issued_codes(self) -> int:
+        """How many authorization codes the authorize endpoint handed out."""
+        with self._cond:
+            return self._issued_codes
+
+    @property
+    def issued_sign_in_tokens(self) -> list[str]:
+        """Every access token issued through the authorization_code and refresh_token grants, oldest first."""
+        with self._cond:
+            return list(self._issued_sign_in_tokens)
+
+    # authorize endpoint ----------------------------------------------------------------------------------------
+    def _handle_authorize(self, handler: _Handler, tenant: str, query: str) -> None:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        with self._cond:
+            self._authorize_requests.append(dict(params))
+        if tenant != self.tenant_id:
+            handler.send_html(400, _error_page(_tenant_not_found(tenant)["error_description"]))
+            return
+        # Until the redirect URI is known to belong to the client, Entra shows its own error page: redirecting an
+        # error to an unverified URI would make the authorize endpoint an open redirector.
+        try:
+            redirect_uri = self._checked_redirect_uri(params)
+        except _OAuthError as exc:
+            handler.send_html(400, _error_page(exc.description_text()))
+            return
+        state = {"state": params["state"]} if "state" in params else {}
+        try:
+            code = self._issue_code(params, redirect_uri)
+        except _OAuthError as exc:
+            handler.send_redirect(_with_query(redirect_uri, {
+                "error": exc.error, "error_description": exc.description_text(), **state,
+            }))
+            return
+        handler.send_redirect(_with_query(redirect_uri, {"code": code, **state}))
+
+    def _checked_redirect_uri(self, params: Mapping[str, str]) -> str:
+        client_id = params.get("client_id", "")
+        if not client_id:
+            raise _OAuthError(900144, "invalid_request", "The request body must contain the following parameter: "
+                              "'client_id'.")
+        with self._cond:
+            registered = self._public_clients.get(client_id)
+        if registered is None:
+            raise _OAuthError(700016, "unauthorized_client", f"Application with identifier '{client_id}' was not "
+                              "found in the directory.")
+        redirect_uri = params.get("redirect_uri", "")
+        # Entra would fall back to a registered URI when redirect_uri is absent; the fake insists, so tests notice a
+        # bridge that forgets to forward it.
+        if not any(_redirect_uri_matches(uri, redirect_uri) for uri in registered):
+            raise _OAuthError(50011, "invalid_request", f"The redirect URI '{redirect_uri}' specified in the request "
+                              f"does not match the redirect URIs configured for the application '{client_id}'.")
+        return redirect_uri
+
+    def _issue_code(self, params: Mapping[str, str], redirect_uri: str) -> str:
+        """Check everything after the redirect URI (errors go back to the client) and hand out a code."""
+        response_type = params.get("response_type", "")
+        if response_type != "code":
+            raise _OAuthError(70005, "unsupported_response_type", f"response_type '{response_type}' is not "
+                              "supported; FakeEntra implements only the authorization code flow.")
+        if params.get("response_mode", "query") != "query":
+            raise _OAuthError(900144, "invalid_request", "FakeEntra implements only response_mode=query.")
+        challenge = self._checked_code_challenge(params)
+        self._check_resource(params)
+        requested = params.get("scope", "").split()
+        full_scopes, short_scopes = self._api_scopes_in(requested, require=True)
+        client_id = params["client_id"]
+        code = "fake-code-" + b64url(uuid.uuid4().bytes + uuid.uuid4().bytes)
+        with self._cond:
+            if client_id not in self._pre_authorized and client_id not in self._user_consent:
+                # Real Entra shows a consent screen here; the fake answers as if the user could not consent.
+                raise _OAuthError(65001, "consent_required", "The user or administrator has not consented to use "
+                                  f"the application with ID '{client_id}'. Send an interactive authorization "
+                                  "request for this user and resource.")
+            self._codes[code] = _AuthCode(
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                code_challenge=challenge,
+                full_scopes=full_scopes,
+                short_scopes=short_scopes,
+                user=self.signed_in_user,
+                offline_access="offline_access" in requested,
+                openid="openid" in requested,
+                nonce=params.get("nonce"),
+                expires_at=time.time() + self.code_lifetime,
+            )
+            self._issued_codes += 1
+        return code
+
+    @staticmethod
+    def _checked_code_challenge(params: Mapping[str, str]) -> str:
+        challenge = params.get("code_challenge")
+        if not challenge:
+            raise _OAuthError(9002325, "invalid_request", "Proof Key for Code Exchange is required for public "
+                              "clients: the request must contain 'code_challenge'.")
+        # RFC 7636 makes "plain" the default method; the fake, like any sane client, only accepts S256.
+        method = params.get("code_challenge_method", "plain")
+        if method != "S256":
+            raise _OAuthError(9002325, "invalid_request", f"code_challenge_method '{method}' is not supported; "
+                              "use S256.")
+        if not _S256_CHALLENGE.match(challenge):
+            raise _OAuthError(501491, "invalid_request", "Invalid size of Code_Challenge parameter.")
+        return challenge
+
+    def _check_resource(self, params: Mapping[str, str]) -> None:
+        """The 2026 rule: an RFC 8707 `resource` must be exactly one of the API's identifier URIs."""
+        with self._cond:
+            if "resource" not in params or not self.enforce_resource_rule:
+                return
+            if params["resource"] in self.identifier_uris:
+                return
+        raise _OAuthError(9010010, "invalid_target", f"The resource parameter provided in the request "
+                          f"('{params['resource']}') doesn't match with the requested scopes.")
+
+    def _api_scopes_in(self, scopes: Iterable[str], *, require: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Full and short names of the API scopes among ``scopes`` (OIDC scopes are skipped), in request order."""
+        full: list[str] = []
+        short: list[str] = []
+        with self._cond:
+            identifier_uris, api_scopes = list(self.identifier_uris), set(self.api_scopes)
+        for scope in scopes:
+            if scope in _OIDC_SCOPES:
+                continue
+            prefix, slash, name = scope.rpartition("/")
+            if not slash:
+                raise _OAuthError(650053, "invalid_scope", f"The application asked for scope '{scope}' that "
+                                  f"doesn't exist on the resource '{_GRAPH_APP_ID}'.")
+            if prefix not in identifier_uris or name not in api_scopes:
+                raise _OAuthError(70011, "invalid_scope", f"The provided value for the input parameter 'scope' is "
+                                  f"not valid. The scope '{scope}' does not exist on this API.")
+            if name not in short:
+                full.append(scope)
+                short.append(name)
+        if require and not full:
+            # Entra would issue a Graph token for an OIDC-only request; a sign-in for this API must name its scope.
+            raise _OAuthError(70011, "invalid_scope", "The provided value for the input parameter 'scope' is not "
+                              "valid: FakeEntra needs at least one scope of this API.")
+        return tuple(full), tuple(short)
+
+    # token endpoint grants ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _grant_response(
+        grant: Callable[[Mapping[str, str]], dict[str, Any]], form: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        """Run a grant; its _OAuthError becomes Entra's JSON error answer."""
+        try:
+            return 200, grant(form)
+        except _OAuthError as exc:
+            return exc.status, exc.body()
+
+    def _check_public_client(self, form: Mapping[str, str]) -> str:
+        client_id = form.get("client_id", "")
+        if not client_id:
+            raise _OAuthError(900144, "invalid_request", "The request body must contain the following parameter: "
+                              "'client_id'.")
+        with self._cond:
+            known = client_id in self._public_clients
+        if not known:
+            raise _OAuthError(700016, "unauthorized_client", f"Application with identifier '{client_id}' was not "
+                              "found in the directory.")
+        if "client_secret" in form or "client_assertion" in form:
+            raise _OAuthError(700025, "invalid_client", "Client is public so neither 'client_assertion' nor "
+                              "'client_secret' should be presented.", status=401)
+        self._check_resource(form)
+        return client_id
+
+    def _redeem_code(self, form: Mapping[str, str]) -> dict[str, Any]:
+        client_id = self._check_public_client(form)
+        for name in ("code", "redirect_uri", "code_verifier"):
+            if not form.get(name):
+                raise _OAuthError(900144, "invalid_request", f"The request body must contain the following "
+                                  f"parameter: '{name}'.")
+        # Look up, check and consume in one critical section, so concurrent redemptions of one code yield one token.
+        with self._cond:
+            code = self._codes.get(form["code"])
+            if code is None or time.time() >= code.expires_at:
+                raise _OAuthError(70008, "invalid_grant", "The provided authorization code or refresh token has "
+                                  "expired due to inactivity. Send a new interactive authorization request for this "
+                                  "user and resource.")
+            if code.redeemed:
+                raise _OAuthError(54005, "invalid_grant", "OAuth2 Authorization code was already redeemed, please "
+                                  "retry with a new valid code or use an existing refresh token.")
+            if code.client_id != client_id:
+                raise _OAuthError(70000, "invalid_grant", "The provided authorization code was issued to a "
+                                  "different client.")
+            if code.redirect_uri != form["redirect_uri"]:
+                raise _OAuthError(500112, "invalid_grant", "The reply address does not match the reply address "
+                                  "provided when requesting the authorization code.")
+            verifier_hash = b64url(hashlib.sha256(form["code_verifier"].encode("utf-8")).digest())
+            if not hmac.compare_digest(verifier_hash, code.code_challenge):
+                raise _OAuthError(501481, "invalid_grant", "The Code_Verifier does not match the code_challenge "
+                                  "supplied in the authorization request.")
+            # Consumed only by a successful redemption: a failed attempt (e.g. a wrong verifier) leaves it usable.
+            code.redeemed = True
+        return self._tokens_for(
+            client_id=client_id, user=code.user, full_scopes=code.full_scopes, short_scopes=code.short_scopes,
+            offline_access=code.offline_access, openid=code.openid, nonce=code.nonce, form=form,
+        )
+
+    def _redeem_refresh_token(self, form: Mapping[str, str]) -> dict[str, Any]:
+        client_id = self._check_public_client(form)
+        if not form.get("refresh_token"):
+            raise _OAuthError(900144, "invalid_request", "The request body must contain the following parameter: "
+                              "'refresh_token'.")
+        requested = form.get("scope", "").split()
+        full_scopes, short_scopes = self._api_scopes_in(requested, require=False)
+        with self._cond:
+            grant = self._refresh_grants.get(form["refresh_token"])
+            if grant is None or grant.client_id != client_id:
+                # Entra does not tell a token of another client from garbage.
+                raise _OAuthError(70000, "invalid_grant", "Provided grant is invalid or malformed.")
+            if grant.revoked:
+                raise _OAuthError(700082, "invalid_grant", "The refresh token has expired due to inactivity.")
+        if not full_scopes:
+            full_scopes, short_scopes = grant.full_scopes, grant.short_scopes
+        elif not set(short_scopes) <= set(grant.short_scopes):
+            raise _OAuthError(70011, "invalid_scope", "The provided value for the input parameter 'scope' is not "
+                              "valid: a refresh may only narrow the scopes of the original sign-in.")
+        # Rotation: a new refresh token comes back every time and the presented one stays valid, as with Entra.
+        return self._tokens_for(
+            client_id=client_id, user=grant.user, full_scopes=full_scopes, short_scopes=short_scopes,
+            offline_access=True, openid=grant.openid or "openid" in requested, nonce=None, form=form,
+            original_scopes=(grant.full_scopes, grant.short_scopes),
+        )
+
+    def _tokens_for(
+        self,
+        *,
+        client_id: str,
+        user: str,
+        full_scopes: tuple[str, ...],
+        short_scopes: tuple[str, ...],
+        offline_access: bool,
+        openid: bool,
+        nonce: str | None,
+        form: Mapping[str, str],
+        original_scopes: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+    ) -> dict[str, Any]:
+        """The token response of a successful sign-in or refresh for ``user`` through public client ``client_id``."""
+        lifetime = 3600
+        access_token = self.mint(user=user, client_id=client_id, scopes=list(short_scopes), expires_in=lifetime)
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "scope": " ".join([*full_scopes, *(["offline_access"] if offline_access else [])]),
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        }
+        with self._cond:
+            self._issued_sign_in_tokens.append(access_token)
+            if offline_access:
+                # A refresh token covers what the user consented to at sign-in, even if this answer is narrower.
+                granted = original_scopes or (full_scopes, short_scopes)
+                refresh_token = "fake-rt-" + b64url(uuid.uuid4().bytes + uuid.uuid4().bytes)
+                self._refresh_grants[refresh_token] = _RefreshGrant(
+                    client_id=client_id, user=user, full_scopes=granted[0], short_scopes=granted[1], openid=openid
+                )
+                body["refresh_token"] = refresh_token
+        if openid:
+            body["id_token"] = self._id_token(client_id, user, nonce, lifetime)
+        if form.get("client_info") == "1":  # MSAL asks for it to key its token cache
+            body["client_info"] = b64url(json.dumps({"uid": self.user_oid(user), "utid": self.tenant_id}).encode())
+        return body
+
+    def _id_token(self, client_id: str, user: str, nonce: str | None, lifetime: int) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "aud": client_id, "iss": self.issuer, "iat": now, "nbf": now, "exp": now + lifetime,
+            "name": f"{user.capitalize()} Example", "oid": self.user_oid(user),
+            "preferred_username": f"{user}@contoso.example", "tid": self.tenant_id, "ver": "2.0",
+            # Like `sub` in access tokens, the id token's `sub` is pairwise, here per client app.
+            "sub": b64url(hashlib.sha256(f"{client_id}:{user}".encode()).digest())[:43],
+        }
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return self.sign(claims)
 
     # ---- token minting ----------------------------------------------------------------------------------------
     @staticmethod
@@ -955,6 +1374,35 @@ def aadsts_error(
     if claims:
         body["claims"] = claims
     return body
+
+
+def _redirect_uri_matches(registered: str, requested: str) -> bool:
+    """Entra's rule for a public client: byte-equal, or both loopback URIs equal once their ports are dropped."""
+    if registered == requested:
+        return True
+    portless = _portless_loopback(registered)
+    return portless is not None and portless == _portless_loopback(requested)
+
+
+def _portless_loopback(uri: str) -> str | None:
+    match = _LOOPBACK_REDIRECT.match(uri)
+    return None if match is None else match.group(1) + uri[match.end():]
+
+
+def _with_query(uri: str, params: Mapping[str, str]) -> str:
+    """``uri`` with ``params`` appended to its query, keeping any query the registered redirect URI already has."""
+    base, hash_mark, fragment = uri.partition("#")
+    separator = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+    return f"{base}{separator}{urlencode(params)}{hash_mark}{fragment}"
+
+
+def _error_page(description: str) -> str:
+    """Entra's "Sorry, but we're having trouble signing you in" page, shown instead of redirecting."""
+    return (
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in to your account</title></head><body>"
+        "<h1>Sorry, but we\u2019re having trouble signing you in.</h1>"
+        f"<p id=\"error\">{html.escape(description)}</p></body></html>"
+    )
 
 
 def _tenant_not_found(tenant: str) -> dict[str, Any]:

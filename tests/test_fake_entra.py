@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -398,3 +399,316 @@ def test_app_env(app_env: dict[str, str], fake_entra: FakeEntra) -> None:
     }
     for name, value in app_env.items():
         assert os.environ[name] == value
+
+
+# ---- interactive sign-in for public clients (authorize + authorization_code with PKCE + refresh_token) ---------
+BRIDGE_CLIENT_ID = "5b0c7d1e-0f3a-4e6b-9c2d-8a7f6e5d4c3b"  # the sign-in bridge's public client registration
+LOOPBACK_CALLBACK = "http://127.0.0.1/callback"
+WEB_CALLBACK = "https://bridge.example/auth/callback?tenant=contoso"
+
+
+def pkce_pair(seed: str = "v") -> tuple[str, str]:
+    verifier = (seed * 64)[:64]
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def api_scope(fake: FakeEntra, name: str = "user_impersonation") -> str:
+    return f"{fake.app_id_uri}/{name}"
+
+
+@pytest.fixture
+def bridge(entra: FakeEntra) -> FakeEntra:
+    """The session tenant with the bridge's public client registered and pre-authorized on the API."""
+    entra.add_public_client(BRIDGE_CLIENT_ID, [LOOPBACK_CALLBACK, "http://localhost/cb", WEB_CALLBACK])
+    entra.pre_authorize(BRIDGE_CLIENT_ID)
+    return entra
+
+
+def authorize(fake: FakeEntra, **overrides: str | None) -> requests.Response:
+    """GET the authorize endpoint like a browser would, without following the redirect. None drops a parameter."""
+    params: dict[str, str | None] = {
+        "client_id": BRIDGE_CLIENT_ID,
+        "response_type": "code",
+        "redirect_uri": "http://127.0.0.1:49152/callback",
+        "scope": f"openid profile offline_access {api_scope(fake)}",
+        "state": "st-123",
+        "code_challenge": pkce_pair()[1],
+        "code_challenge_method": "S256",
+        **overrides,
+    }
+    query = {k: v for k, v in params.items() if v is not None}
+    return requests.get(fake.authorize_endpoint, params=query, allow_redirects=False, timeout=TIMEOUT)
+
+
+def redirect_params(response: requests.Response) -> tuple[str, dict[str, list[str]]]:
+    """(Location without query, its query parameters) of a 302 from the authorize endpoint."""
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    base, _, query = location.partition("?")
+    return base, urllib.parse.parse_qs(query, keep_blank_values=True)
+
+
+def code_from(response: requests.Response) -> str:
+    _, params = redirect_params(response)
+    assert "error" not in params, params
+    return params["code"][0]
+
+
+def token_call(fake: FakeEntra, **form: str) -> requests.Response:
+    return requests.post(fake.token_endpoint, data=form, timeout=TIMEOUT)
+
+
+def redeem(fake: FakeEntra, code: str, **overrides: str) -> requests.Response:
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": BRIDGE_CLIENT_ID,
+        "code": code,
+        "redirect_uri": "http://127.0.0.1:49152/callback",
+        "code_verifier": pkce_pair()[0],
+        **overrides,
+    }
+    return token_call(fake, **form)
+
+
+def refresh(fake: FakeEntra, refresh_token: str, **overrides: str) -> requests.Response:
+    form = {"grant_type": "refresh_token", "client_id": BRIDGE_CLIENT_ID, "refresh_token": refresh_token, **overrides}
+    return token_call(fake, **form)
+
+
+def assert_error(response: requests.Response, error: str, code: int, status: int = 400) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == error
+    assert body["error_codes"] == [code]
+    assert body["error_description"].startswith(f"AADSTS{code}:")
+
+
+def assert_error_page(response: requests.Response, code: int) -> None:
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert f"AADSTS{code}" in response.text
+
+
+def assert_error_redirect(response: requests.Response, error: str, code: int, *, state: bool = True) -> None:
+    _, params = redirect_params(response)
+    assert "code" not in params
+    assert params["error"] == [error]
+    assert params["error_description"][0].startswith(f"AADSTS{code}:")
+    assert params.get("state") == (["st-123"] if state else None)
+
+
+def test_sign_in_happy_path_code_pkce_and_refresh(bridge: FakeEntra) -> None:
+    bridge.signed_in_user = "bob"
+    response = authorize(bridge, nonce="n-1")
+    base, params = redirect_params(response)
+    assert base == "http://127.0.0.1:49152/callback"
+    assert params["state"] == ["st-123"]
+    assert bridge.issued_codes == 1
+    (recorded,) = bridge.authorize_requests
+    assert recorded["client_id"] == BRIDGE_CLIENT_ID
+    assert recorded["code_challenge_method"] == "S256"
+
+    answer = redeem(bridge, params["code"][0])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["token_type"] == "Bearer"
+    assert body["scope"] == f"{api_scope(bridge)} offline_access"
+    assert body["expires_in"] == body["ext_expires_in"] == 3600
+    claims = verify(bridge, body["access_token"])  # aud = the API, signed by a published key
+    assert claims["azp"] == BRIDGE_CLIENT_ID
+    assert claims["scp"] == "user_impersonation"
+    assert claims["oid"] == FakeEntra.user_oid("bob")
+    assert claims["preferred_username"] == "bob@contoso.example"
+    id_token = claims_of(body["id_token"])
+    assert id_token["aud"] == BRIDGE_CLIENT_ID
+    assert id_token["nonce"] == "n-1"
+    assert id_token["oid"] == claims["oid"]
+    assert bridge.issued_sign_in_tokens == [body["access_token"]]
+
+    refreshed = refresh(bridge, body["refresh_token"], scope=f"{api_scope(bridge)} offline_access")
+    assert refreshed.status_code == 200, refreshed.text
+    new = refreshed.json()
+    assert verify(bridge, new["access_token"])["oid"] == FakeEntra.user_oid("bob")
+    assert new["refresh_token"] != body["refresh_token"]
+    assert [r["grant_type"] for r in bridge.token_requests] == ["authorization_code", "refresh_token"]
+
+
+def test_no_offline_access_no_refresh_token_and_no_openid_no_id_token(bridge: FakeEntra) -> None:
+    body = redeem(bridge, code_from(authorize(bridge, scope=api_scope(bridge)))).json()
+    assert body["scope"] == api_scope(bridge)
+    assert "refresh_token" not in body
+    assert "id_token" not in body
+
+
+def test_loopback_redirect_ignores_the_port_only(bridge: FakeEntra) -> None:
+    for uri in ("http://127.0.0.1/callback", "http://127.0.0.1:8400/callback", "http://localhost:3000/cb",
+                "http://localhost/cb"):
+        base, params = redirect_params(authorize(bridge, redirect_uri=uri))
+        assert base == uri
+        # The code is bound to the exact URI sent, port included.
+        assert redeem(bridge, params["code"][0], redirect_uri=uri).status_code == 200
+    for uri in ("http://127.0.0.1:8400/callback/", "http://127.0.0.1:8400/Callback", "http://localhost:8400/callback",
+                "https://127.0.0.1:8400/callback", "http://127.0.0.1.evil.example/callback",
+                "http://127.0.0.1@evil.example/callback", "http://[::1]:8400/callback"):
+        assert_error_page(authorize(bridge, redirect_uri=uri), 50011)
+
+
+def test_https_redirect_must_match_exactly_and_keeps_its_query(bridge: FakeEntra) -> None:
+    base, params = redirect_params(authorize(bridge, redirect_uri=WEB_CALLBACK, state=None))
+    assert base == "https://bridge.example/auth/callback"
+    assert params["tenant"] == ["contoso"]  # the registered URI's own query survives
+    assert "state" not in params
+    for uri in ("https://bridge.example/auth/callback", "https://bridge.example:443/auth/callback?tenant=contoso",
+                "https://BRIDGE.example/auth/callback?tenant=contoso", "http://bridge.example/auth/callback?tenant=contoso"):
+        assert_error_page(authorize(bridge, redirect_uri=uri), 50011)
+
+
+def test_errors_before_the_redirect_uri_is_trusted_show_a_page(bridge: FakeEntra) -> None:
+    # A bad redirect URI is never redirected to, even with other errors in the request.
+    assert_error_page(authorize(bridge, redirect_uri="https://evil.example/cb", response_type="token"), 50011)
+    assert_error_page(authorize(bridge, redirect_uri=None), 50011)
+    assert_error_page(authorize(bridge, client_id="00000000-0000-0000-0000-000000000000"), 700016)
+    assert_error_page(authorize(bridge, client_id=None), 900144)
+    response = requests.get(f"{bridge.authority}/common/oauth2/v2.0/authorize", allow_redirects=False, timeout=TIMEOUT)
+    assert_error_page(response, 90002)
+    assert len(bridge.authorize_requests) == 5  # every request is recorded, failed ones too
+    assert bridge.issued_codes == 0
+
+
+def test_authorize_errors_are_redirected_entra_style(bridge: FakeEntra) -> None:
+    assert_error_redirect(authorize(bridge, response_type="token"), "unsupported_response_type", 70005)
+    assert_error_redirect(authorize(bridge, scope="openid user_impersonation"), "invalid_scope", 650053)
+    assert_error_redirect(authorize(bridge, scope="api://other-api/user_impersonation"), "invalid_scope", 70011)
+    assert_error_redirect(authorize(bridge, scope=api_scope(bridge, "Files.Read")), "invalid_scope", 70011)
+    assert_error_redirect(authorize(bridge, scope="openid offline_access"), "invalid_scope", 70011)
+    assert_error_redirect(authorize(bridge, state=None, scope="x"), "invalid_scope", 650053, state=False)
+    assert bridge.issued_codes == 0
+
+
+def test_pkce_is_required_and_plain_is_refused(bridge: FakeEntra) -> None:
+    _, challenge = pkce_pair()
+    assert_error_redirect(authorize(bridge, code_challenge=None), "invalid_request", 9002325)
+    assert_error_redirect(authorize(bridge, code_challenge_method=None), "invalid_request", 9002325)
+    assert_error_redirect(authorize(bridge, code_challenge_method="plain"), "invalid_request", 9002325)
+    assert_error_redirect(authorize(bridge, code_challenge=challenge[:20]), "invalid_request", 501491)
+
+
+def test_resource_rule(bridge: FakeEntra) -> None:
+    canonical = "https://mcp.contoso.example/mcp"
+    bridge.identifier_uris = [bridge.app_id_uri, canonical]
+    scope = f"offline_access {canonical}/user_impersonation"
+    for resource in ("https://func-app.azurewebsites.net/mcp", f"{canonical}/", ""):
+        assert_error_redirect(authorize(bridge, scope=scope, resource=resource), "invalid_target", 9010010)
+    code = code_from(authorize(bridge, scope=scope, resource=canonical))
+    assert_error(redeem(bridge, code, resource="https://elsewhere.example/mcp"), "invalid_target", 9010010)
+    body = redeem(bridge, code, resource=canonical).json()
+    assert body["scope"] == f"{canonical}/user_impersonation offline_access"
+    assert verify(bridge, body["access_token"])["scp"] == "user_impersonation"
+    assert_error(refresh(bridge, body["refresh_token"], resource="https://x.example"), "invalid_target", 9010010)
+
+    # Before the 2026 rule, Entra ignored `resource` on the v2 endpoint.
+    bridge.enforce_resource_rule = False
+    code = code_from(authorize(bridge, scope=scope, resource="https://func-app.azurewebsites.net/mcp"))
+    assert redeem(bridge, code, resource="https://func-app.azurewebsites.net/mcp").status_code == 200
+
+
+def test_wrong_verifier_is_refused(bridge: FakeEntra) -> None:
+    code = code_from(authorize(bridge))
+    assert_error(redeem(bridge, code, code_verifier=pkce_pair("w")[0]), "invalid_grant", 501481)
+    assert_error(redeem(bridge, code, code_verifier=pkce_pair()[1]), "invalid_grant", 501481)  # challenge != verifier
+    assert_error(redeem(bridge, code, code_verifier=""), "invalid_request", 900144)
+    # Only a successful redemption consumes the code.
+    assert redeem(bridge, code).status_code == 200
+
+
+def test_code_is_single_use_short_lived_and_bound(bridge: FakeEntra) -> None:
+    code = code_from(authorize(bridge))
+    assert redeem(bridge, code).status_code == 200
+    assert_error(redeem(bridge, code), "invalid_grant", 54005)
+    assert_error(redeem(bridge, "fake-code-made-up"), "invalid_grant", 70008)
+
+    code = code_from(authorize(bridge))
+    assert_error(redeem(bridge, code, redirect_uri="http://127.0.0.1:49153/callback"), "invalid_grant", 500112)
+    bridge.add_public_client(AZURE_CLI_CLIENT_ID, [LOOPBACK_CALLBACK])
+    assert_error(redeem(bridge, code, client_id=AZURE_CLI_CLIENT_ID), "invalid_grant", 70000)
+    assert_error(redeem(bridge, code, client_id="not-registered"), "unauthorized_client", 700016)
+    assert_error(redeem(bridge, code, client_secret="s3cret"), "invalid_client", 700025, status=401)
+    assert redeem(bridge, code).status_code == 200  # none of the refused attempts used it up
+
+    bridge.code_lifetime = 0
+    assert_error(redeem(bridge, code_from(authorize(bridge))), "invalid_grant", 70008)
+
+
+def test_concurrent_redemptions_yield_one_token(bridge: FakeEntra) -> None:
+    code = code_from(authorize(bridge))
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(redeem(bridge, code).status_code)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=TIMEOUT)
+    assert sorted(statuses) == [200] + [400] * 5
+    assert len(bridge.issued_sign_in_tokens) == 1
+
+
+def test_refresh_rotation_scopes_and_revocation(bridge: FakeEntra) -> None:
+    first = redeem(bridge, code_from(authorize(bridge))).json()["refresh_token"]
+    second = refresh(bridge, first).json()
+    assert second["scope"] == f"{api_scope(bridge)} offline_access"  # no scope: the original ones
+    assert "id_token" in second  # the sign-in asked for openid
+    third = refresh(bridge, second["refresh_token"]).json()
+    assert len({first, second["refresh_token"], third["refresh_token"]}) == 3
+    assert refresh(bridge, first).status_code == 200  # rotated tokens keep working, as Entra's do
+
+    bridge.add_public_client(AZURE_CLI_CLIENT_ID, [LOOPBACK_CALLBACK])
+    assert_error(refresh(bridge, first, client_id=AZURE_CLI_CLIENT_ID), "invalid_grant", 70000)
+    assert_error(refresh(bridge, "fake-rt-unknown"), "invalid_grant", 70000)
+    assert_error(refresh(bridge, first, scope=api_scope(bridge, "Files.Read")), "invalid_scope", 70011)
+    bridge.api_scopes.add("Files.Read")
+    assert_error(refresh(bridge, first, scope=api_scope(bridge, "Files.Read")), "invalid_scope", 70011)  # not granted
+    assert_error(refresh(bridge, first, client_secret="s3cret"), "invalid_client", 700025, status=401)
+
+    bridge.revoke_refresh_tokens()
+    for token in (first, second["refresh_token"], third["refresh_token"]):
+        assert_error(refresh(bridge, token), "invalid_grant", 700082)
+    fresh = redeem(bridge, code_from(authorize(bridge))).json()["refresh_token"]
+    assert refresh(bridge, fresh).status_code == 200  # tokens issued after the revocation work
+
+
+def test_refresh_token_is_bound_to_its_user(bridge: FakeEntra) -> None:
+    first = redeem(bridge, code_from(authorize(bridge))).json()["refresh_token"]
+    bridge.signed_in_user = "carol"  # the browser session changes; the refresh token still belongs to alice
+    claims = verify(bridge, refresh(bridge, first).json()["access_token"])
+    assert claims["oid"] == FakeEntra.user_oid("alice")
+
+
+def test_consent_required_unless_pre_authorized_or_granted(entra: FakeEntra) -> None:
+    entra.add_public_client(BRIDGE_CLIENT_ID, [LOOPBACK_CALLBACK])
+    assert_error_redirect(authorize(entra), "consent_required", 65001)
+    assert entra.issued_codes == 0
+    entra.grant_user_consent(BRIDGE_CLIENT_ID)
+    assert redeem(entra, code_from(authorize(entra))).status_code == 200
+
+    # VS Code is pre-authorized out of the box (it never shows a consent prompt).
+    entra.add_public_client(VSCODE_CLIENT_ID, ["https://vscode.dev/redirect"])
+    response = authorize(entra, client_id=VSCODE_CLIENT_ID, redirect_uri="https://vscode.dev/redirect")
+    assert code_from(response)
+
+    entra.add_public_client(AZURE_CLI_CLIENT_ID, [LOOPBACK_CALLBACK])
+    assert_error_redirect(authorize(entra, client_id=AZURE_CLI_CLIENT_ID), "consent_required", 65001)
+    entra.pre_authorize(AZURE_CLI_CLIENT_ID)
+    assert code_from(authorize(entra, client_id=AZURE_CLI_CLIENT_ID))
+
+
+def test_reset_forgets_sign_in_state(entra: FakeEntra) -> None:
+    entra.add_public_client(BRIDGE_CLIENT_ID, [LOOPBACK_CALLBACK])
+    entra.pre_authorize(BRIDGE_CLIENT_ID)
+    entra.identifier_uris.append("https://mcp.contoso.example/mcp")
+    code_from(authorize(entra))
+    entra.reset()
+    assert entra.authorize_requests == []
+    assert entra.issued_codes == 0
+    assert entra.identifier_uris == [entra.app_id_uri]
+    assert_error_page(authorize(entra), 700016)
