@@ -37,6 +37,27 @@ def protected_resource_metadata_root(req: func.HttpRequest) -> func.HttpResponse
     return serve(lambda request: server.handle_metadata(request, root=True), req)
 
 
+# The sign-in bridge (ENTRA_BRIDGE_CLIENT_ID; README "Which clients can sign in"): 404 when it is off.
+@app.route(route=".well-known/oauth-authorization-server", methods=["GET", "OPTIONS"])
+def authorization_server_metadata(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_authorization_server_metadata, req)
+
+
+@app.route(route="oauth/authorize", methods=["GET", "POST"])
+def authorize(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_authorize, req)
+
+
+@app.route(route="oauth/token", methods=["POST", "OPTIONS"])
+def token(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_token, req)
+
+
+@app.route(route="oauth/register", methods=["POST", "OPTIONS"])
+def register(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_register, req)
+
+
 # Where Entra sends the user back after a downstream-API consent prompt (docs/obo.md).
 @app.route(route="consent", methods=["GET"])
 def consent(req: func.HttpRequest) -> func.HttpResponse:

@@ -12,13 +12,26 @@ import ipaddress
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_REQUIRED_SCOPES = ("user_impersonation",)
 DEFAULT_GRAPH_API_BASE_URL = "https://graph.microsoft.com/v1.0"
+# The redirect URIs registered on the sign-in bridge's Entra public client (infra/modules/entra-bridge-app.bicep
+# registers exactly these). Entra ignores the port of a loopback redirect URI on a public client, so the loopback
+# entries carry none: any port the client picks is accepted.
+DEFAULT_BRIDGE_REDIRECT_URIS = (
+    "http://127.0.0.1/",
+    "http://127.0.0.1/callback",
+    "http://localhost/callback",
+    "http://localhost/oauth/callback",
+    "https://vscode.dev/redirect",
+    "https://claude.ai/api/mcp/auth_callback",
+)
+# Hosts whose client ID metadata documents the bridge fetches: VS Code's and Claude's.
+DEFAULT_BRIDGE_CLIENT_METADATA_HOSTS = ("vscode.dev", "claude.ai")
 
 REQUIRED_SETTINGS = ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS")
 OPTIONAL_SETTINGS = (
@@ -33,6 +46,10 @@ OPTIONAL_SETTINGS = (
     "OBO_CLIENT_SECRET",
     "GRAPH_API_BASE_URL",
     "MCP_REQUEST_STATE_KEY",
+    "ENTRA_BRIDGE_CLIENT_ID",
+    "MCP_BRIDGE_REDIRECT_URIS",
+    "MCP_BRIDGE_CLIENT_METADATA_HOSTS",
+    "MCP_BRIDGE_DYNAMIC_REGISTRATION",
 )
 SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 
@@ -82,6 +99,21 @@ class OboCredentialSettings:
 
 
 @dataclass(frozen=True)
+class BridgeSettings:
+    """The sign-in bridge (``shared.bridge``): on when ``client_id`` (ENTRA_BRIDGE_CLIENT_ID) is set."""
+
+    client_id: str | None = None
+    redirect_uris: tuple[str, ...] = DEFAULT_BRIDGE_REDIRECT_URIS
+    # host or host:port, lower-case
+    client_metadata_hosts: frozenset[str] = frozenset(DEFAULT_BRIDGE_CLIENT_METADATA_HOSTS)
+    dynamic_registration: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.client_id is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     tenant_id: str
     client_id: str
@@ -96,6 +128,7 @@ class Settings:
     graph_api_base_url: str = DEFAULT_GRAPH_API_BASE_URL
     # HMAC key for MRTR requestState, shared by all instances; None: a per-process random key.
     request_state_key: bytes | None = field(default=None, repr=False)
+    bridge: BridgeSettings = BridgeSettings()
 
     @property
     def issuer(self) -> str:
@@ -225,6 +258,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         except ValueError as exc:
             problems["MCP_REQUEST_STATE_KEY"] = str(exc)
 
+    bridge = _bridge_settings(get, allowed, in_azure=bool(get("WEBSITE_HOSTNAME")), problems=problems)
+
     if problems:
         raise SettingsError(problems)
 
@@ -241,6 +276,50 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         obo=obo,
         graph_api_base_url=graph,
         request_state_key=request_state_key,
+        bridge=bridge,
+    )
+
+
+def _bridge_settings(
+    get: Callable[[str], str], allowed: set[str], *, in_azure: bool, problems: dict[str, str]
+) -> BridgeSettings:
+    client_id = _guid(get("ENTRA_BRIDGE_CLIENT_ID"), "ENTRA_BRIDGE_CLIENT_ID", problems)
+    if client_id and allowed and client_id not in allowed:
+        # Tokens the bridge obtains carry its client ID as azp: without it every bridged sign-in would end in 403.
+        problems.setdefault("ENTRA_ALLOWED_CLIENT_IDS", f"must include ENTRA_BRIDGE_CLIENT_ID ({client_id}): "
+                            "tokens obtained through the sign-in bridge carry it as the client app")
+
+    redirect_uris: list[str] = []
+    for item in _split(get("MCP_BRIDGE_REDIRECT_URIS")):
+        parts = urlsplit(item)
+        loopback = parts.scheme == "http" and is_loopback_host(parts.netloc)
+        ok = (parts.scheme == "https" or loopback) and bool(parts.hostname) and not parts.fragment
+        ok = ok and "@" not in parts.netloc and bool(_HOST_RE.fullmatch(parts.netloc))
+        if not ok:
+            problems.setdefault("MCP_BRIDGE_REDIRECT_URIS", "must be https:// URLs or http:// loopback URLs "
+                                f"(http://127.0.0.1/callback), without a fragment (got {item[:80]!r})")
+        redirect_uris.append(item)
+
+    hosts: set[str] = set()
+    for item in _split(get("MCP_BRIDGE_CLIENT_METADATA_HOSTS")):
+        host = item.lower()
+        if not _HOST_RE.fullmatch(host) or "/" in host:
+            problems.setdefault("MCP_BRIDGE_CLIENT_METADATA_HOSTS",
+                                f"must list host or host:port names (got {item[:80]!r})")
+        elif is_loopback_host(host) and in_azure:
+            # A loopback metadata host is for tests and local use: in Azure it would point at the app's own sandbox.
+            problems.setdefault("MCP_BRIDGE_CLIENT_METADATA_HOSTS", f"{host} is a loopback host, allowed only locally")
+        hosts.add(host)
+
+    switch = get("MCP_BRIDGE_DYNAMIC_REGISTRATION").lower()
+    if switch not in ("", "true", "false"):
+        problems["MCP_BRIDGE_DYNAMIC_REGISTRATION"] = f"must be true or false (got {switch[:20]!r})"
+
+    return BridgeSettings(
+        client_id=client_id,
+        redirect_uris=tuple(redirect_uris) or DEFAULT_BRIDGE_REDIRECT_URIS,
+        client_metadata_hosts=frozenset(hosts) or frozenset(DEFAULT_BRIDGE_CLIENT_METADATA_HOSTS),
+        dynamic_registration=switch != "false",
     )
 
 

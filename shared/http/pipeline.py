@@ -11,9 +11,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from shared.entra import prm
@@ -28,6 +28,9 @@ from shared.protocol.engine import McpEngine
 from shared.protocol.jsonrpc import error_body
 from shared.protocol.request_state import RequestStateCodec
 from shared.settings import Settings, is_loopback_host, load_settings
+
+if TYPE_CHECKING:
+    from shared.bridge.bridge import SignInBridge
 
 log = logging.getLogger("mcp.request")
 
@@ -88,6 +91,12 @@ class McpServer:
         )
         self._downstream = downstream
         self._name = name
+        # The sign-in bridge (ENTRA_BRIDGE_CLIENT_ID): this app's origin becomes the authorization server clients see.
+        self.bridge: SignInBridge | None = None
+        if settings.bridge.enabled:
+            from shared.bridge.bridge import SignInBridge  # imported only by apps that use it
+
+            self.bridge = SignInBridge(settings, server_name=name)
         public = urlsplit(settings.public_base_url).netloc if settings.public_base_url else None
         self._public_hosts = {h for h in (public, settings.website_hostname) if h}
 
@@ -246,12 +255,46 @@ class McpServer:
         document = prm.protected_resource_metadata(
             # RFC 9728 §3.3: the resource is the URL the well-known path was derived from.
             resource=base if root else prm.resource_url(base),
-            authorization_server=self.settings.authorization_server,
+            # With the bridge, this app's own origin (its RFC 8414 metadata issuer) instead of Entra.
+            authorization_server=base if self.bridge else self.settings.authorization_server,
             scopes=self.settings.full_scopes,
             resource_name=self._name,
         )
         headers = {**cors, "Content-Type": _JSON, "Cache-Control": "public, max-age=3600"}
         return HttpResponse(200, headers, json.dumps(document).encode())
+
+    # -- the sign-in bridge (shared.bridge) -----------------------------------------
+
+    def handle_authorization_server_metadata(self, request: HttpRequest) -> HttpResponse:
+        return self._bridged(request, lambda bridge, base: bridge.handle_metadata(request, base))
+
+    def handle_authorize(self, request: HttpRequest) -> HttpResponse:
+        return self._bridged(request, lambda bridge, base: bridge.handle_authorize(request, base,
+                                                                                   prm.resource_url(base)))
+
+    def handle_token(self, request: HttpRequest) -> HttpResponse:
+        return self._bridged(request, lambda bridge, base: bridge.handle_token(request, prm.resource_url(base)))
+
+    def handle_register(self, request: HttpRequest) -> HttpResponse:
+        return self._bridged(request, lambda bridge, base: bridge.handle_register(request))
+
+    def _bridged(self, request: HttpRequest, serve: Callable[[SignInBridge, str], HttpResponse]) -> HttpResponse:
+        # The issuer and every URL the bridge hands out come from the public origin, so Host is checked first.
+        base = self.public_base(request)
+        if base is None:
+            _log_unknown_host(request)
+            return HttpResponse(421, {"Content-Type": _JSON},
+                                _oauth_error("invalid_request", "Misdirected Request: unknown Host"))
+        if self.bridge is None:
+            return HttpResponse(404, {"Content-Type": _JSON}, _oauth_error(
+                "not_found", "this server has no sign-in bridge: sign in with Microsoft Entra ID directly "
+                "(see the authorization_servers of the protected resource metadata)"))
+        try:
+            return serve(self.bridge, base)
+        except Exception:
+            log.exception("Unhandled error in the sign-in bridge")
+            return HttpResponse(500, {"Content-Type": _JSON, "Cache-Control": "no-store"},
+                                _oauth_error("server_error", "the sign-in bridge failed; try again"))
 
     # -- helpers -------------------------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""What the bridge remembers about one browser, in one signed cookie: a CSRF nonce and the clients it allowed.
+
+``__Host-`` pins the cookie to this origin (Secure, Path=/, no Domain); ``SameSite=Lax`` sends it on the
+top-level GET a client's sign-in starts with but not on a cross-site POST, and the consent form's token is a MAC
+over this browser's nonce, the client and the redirect URI, so a form replayed from elsewhere is refused.
+Browsers treat ``http://localhost`` as secure, so this works under ``func start`` too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.bridge.signing import Signer, b64url
+
+COOKIE_NAME = "__Host-mcp-sign-in"
+CONSENT_SECONDS = 30 * 24 * 3600
+MAX_REMEMBERED_CLIENTS = 16
+
+
+def client_key(client_id: str) -> str:
+    return b64url(hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).digest()[:16])
+
+
+@dataclass
+class BrowserState:
+    nonce: str
+    consents: dict[str, int] = field(default_factory=dict)  # client key -> expiry (Unix seconds)
+    is_new: bool = False
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], signer: Signer, *, now: float | None = None) -> BrowserState:
+        now = time.time() if now is None else now
+        payload = signer.unseal(_cookie(headers.get("cookie", ""), COOKIE_NAME) or "")
+        if (isinstance(payload, dict) and isinstance(payload.get("n"), str) and len(payload["n"]) >= 16
+                and isinstance(payload.get("c"), dict)):
+            consents = {k: v for k, v in payload["c"].items() if isinstance(v, int) and v > now}
+            return cls(nonce=payload["n"], consents=consents)
+        return cls(nonce=b64url(os.urandom(18)), is_new=True)
+
+    def has_consented(self, client_id: str) -> bool:
+        return client_key(client_id) in self.consents
+
+    def remember_consent(self, client_id: str, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.consents.pop(client_key(client_id), None)
+        self.consents[client_key(client_id)] = int(now) + CONSENT_SECONDS
+        while len(self.consents) > MAX_REMEMBERED_CLIENTS:
+            del self.consents[next(iter(self.consents))]
+
+    def set_cookie(self, signer: Signer) -> str:
+        value = signer.seal({"n": self.nonce, "c": self.consents})
+        return f"{COOKIE_NAME}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={CONSENT_SECONDS}"
+
+    def form_token(self, signer: Signer, client_id: str, redirect_uri: str) -> str:
+        return signer.mac(self.nonce, client_id, redirect_uri)
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for item in header.split(";"):
+        key, _, value = item.strip().partition("=")
+        if key == name:
+            return value
+    return None
