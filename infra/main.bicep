@@ -2,7 +2,8 @@
 // Functions Flex Consumption, and its Entra app registration (Microsoft Graph extension).
 // Order matters and breaks a cycle: the function app is created first (its host name goes
 // into the app registration's redirect URI), then the app registration, then the app
-// settings (which carry the registration's client ID).
+// settings (which carry the registration's client ID). The sign-in bridge's public client
+// (when on) comes before the app registration, which pre-authorizes it.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -24,6 +25,9 @@ param principalId string = ''
 
 @description('Optional custom domain (a subdomain such as mcp.contoso.com, no scheme, no path). Leave empty on the first `azd up`; see docs/deploy.md.')
 param customDomain string = ''
+
+@description('Sign-in bridge: the app\'s own origin acts as the OAuth authorization server and forwards sign-ins to Entra with a second, public-client app registration, so MCP clients that send the RFC 8707 resource parameter can sign in without a verified custom domain. On by default without a custom domain; see docs/deploy.md.')
+param enableSignInBridge bool = empty(customDomain)
 
 @description('Client applications pre-authorized for the user_impersonation scope AND allowed by the server (ENTRA_ALLOWED_CLIENT_IDS). Defaults: VS Code, Azure CLI.')
 param allowedClientApplicationIds array = [
@@ -75,6 +79,7 @@ var functionAppName = 'func-mcp-${resourceToken}'
 // The token keeps two subscriptions that use the same environment name in one tenant from
 // sharing (and overwriting) one app registration.
 var appRegistrationUniqueName = 'mcp-${environmentName}-${resourceToken}'
+var bridgeRegistrationUniqueName = '${appRegistrationUniqueName}-bridge'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -150,6 +155,23 @@ module functionApp 'modules/function-app.bicep' = {
 // regional "<name>-<hash>.<region>.azurewebsites.net" host name.
 var publicBaseUrl = hasCustomDomain ? 'https://${customDomainName}' : 'https://${functionApp.outputs.defaultHostName}'
 
+// Independent of everything else (it must not reference the API app: the API app pre-authorizes it).
+module signInBridge 'modules/entra-bridge-app.bicep' = if (enableSignInBridge) {
+  name: 'entra-bridge-app'
+  scope: rg
+  params: {
+    uniqueName: bridgeRegistrationUniqueName
+    displayName: 'MCP server (${environmentName}) sign-in bridge'
+    ownerPrincipalId: principalId
+  }
+}
+
+var signInBridgeClientId = enableSignInBridge ? signInBridge!.outputs.clientId : ''
+// The one list of client applications: pre-authorized on the scope AND ENTRA_ALLOWED_CLIENT_IDS.
+// With the bridge on it includes the bridge's client ID, which tokens obtained through the
+// bridge carry as azp.
+var clientApplicationIds = enableSignInBridge ? concat(allowedClientApplicationIds, [signInBridgeClientId]) : allowedClientApplicationIds
+
 module entraApp 'modules/entra-app.bicep' = {
   name: 'entra-app'
   scope: rg
@@ -158,7 +180,7 @@ module entraApp 'modules/entra-app.bicep' = {
     displayName: 'MCP server (${environmentName})'
     customDomain: customDomainName
     publicBaseUrl: publicBaseUrl
-    preAuthorizedClientIds: allowedClientApplicationIds
+    preAuthorizedClientIds: clientApplicationIds
     managedIdentityPrincipalId: identity.outputs.principalId
     ownerPrincipalId: principalId
   }
@@ -174,9 +196,11 @@ module appSettings 'modules/app-settings.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     tenantId: tenant().tenantId
     entraClientId: entraApp.outputs.clientId
-    allowedClientIds: allowedClientApplicationIds
+    allowedClientIds: clientApplicationIds
     appIdUri: entraApp.outputs.appIdUri
     publicBaseUrl: hasCustomDomain ? publicBaseUrl : ''
+    bridgeClientId: signInBridgeClientId
+    bridgeRedirectUris: enableSignInBridge ? signInBridge!.outputs.redirectUris : []
     requestStateKey: requestStateKey
   }
 }
@@ -217,6 +241,8 @@ output MCP_URL string = '${publicBaseUrl}/mcp'
 output ENTRA_TENANT_ID string = tenant().tenantId
 output ENTRA_CLIENT_ID string = entraApp.outputs.clientId
 output ENTRA_APP_ID_URI string = entraApp.outputs.appIdUri
-output ENTRA_ALLOWED_CLIENT_IDS string = join(allowedClientApplicationIds, ',')
+output ENTRA_ALLOWED_CLIENT_IDS string = join(clientApplicationIds, ',')
 output ENTRA_APP_OBJECT_ID string = entraApp.outputs.objectId
 output ENTRA_APP_UNIQUE_NAME string = appRegistrationUniqueName
+// The sign-in bridge's public client; empty when the bridge is off.
+output ENTRA_BRIDGE_CLIENT_ID string = signInBridgeClientId

@@ -1,8 +1,9 @@
 #!/usr/bin/env pwsh
 # azd postprovision hook (Windows / PowerShell). Same behaviour as postprovision.sh: reads
 # `azd env get-values`, writes local.settings.json for `func start` (only if it does not
-# exist), and prints the VS Code mcp.json entry. Never prints a secret; writes one only if
-# the user put OBO_CLIENT_SECRET into the azd environment themselves.
+# exist; with the sign-in bridge's client ID when the bridge is on), and prints the VS Code
+# mcp.json entry. Never prints a secret; writes one only if the user put OBO_CLIENT_SECRET
+# into the azd environment themselves.
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 
@@ -29,6 +30,8 @@ $tenantId = Get-EnvValue 'ENTRA_TENANT_ID'
 $clientId = Get-EnvValue 'ENTRA_CLIENT_ID'
 $allowedClientIds = Get-EnvValue 'ENTRA_ALLOWED_CLIENT_IDS'
 $appIdUri = Get-EnvValue 'ENTRA_APP_ID_URI'
+# Empty when the sign-in bridge is off (then ENTRA_ALLOWED_CLIENT_IDS does not contain it either).
+$bridgeClientId = Get-EnvValue 'ENTRA_BRIDGE_CLIENT_ID'
 $mcpUrl = Get-EnvValue 'MCP_URL'
 $customDomain = Get-EnvValue 'MCP_CUSTOM_DOMAIN'
 $defaultHost = Get-EnvValue 'AZURE_FUNCTION_APP_HOSTNAME'
@@ -46,6 +49,7 @@ if (Test-Path $settingsFile) {
     Write-Host "  ENTRA_CLIENT_ID=$clientId"
     Write-Host "  ENTRA_ALLOWED_CLIENT_IDS=$allowedClientIds"
     Write-Host "  ENTRA_APP_ID_URI=$appIdUri"
+    if ($bridgeClientId) { Write-Host "  ENTRA_BRIDGE_CLIENT_ID=$bridgeClientId" }
     if ($clientSecret) { Write-Host '  OBO_CLIENT_SECRET=<the value you set with azd env set; not shown>' }
 }
 else {
@@ -58,6 +62,7 @@ else {
         ENTRA_ALLOWED_CLIENT_IDS = $allowedClientIds
         ENTRA_APP_ID_URI         = $appIdUri
     }
+    if ($bridgeClientId) { $values['ENTRA_BRIDGE_CLIENT_ID'] = $bridgeClientId }
     if ($clientSecret) { $values['OBO_CLIENT_SECRET'] = $clientSecret }
     $settings = [ordered]@{ IsEncrypted = $false; Values = $values }
     $settings | ConvertTo-Json -Depth 4 | Set-Content -Path $settingsFile -Encoding utf8
@@ -72,8 +77,15 @@ Write-Host ($entry | ConvertTo-Json -Depth 4)
 
 if (-not $customDomain) {
     Write-Host ''
-    Write-Host "No custom domain set. VS Code and other clients that send the OAuth 'resource' parameter need one"
-    Write-Host '(see docs/deploy.md). DNS records for a subdomain such as mcp.contoso.com:'
+    if ($bridgeClientId) {
+        Write-Host "No custom domain set: MCP clients sign in through the sign-in bridge (app registration $bridgeClientId)."
+        Write-Host 'To use your own domain instead (see docs/deploy.md), DNS records for a subdomain such as mcp.contoso.com:'
+    }
+    else {
+        Write-Host "No custom domain set and the sign-in bridge is off. VS Code and other clients that send the OAuth"
+        Write-Host "'resource' parameter need a custom domain (see docs/deploy.md) or the bridge (azd env set MCP_SIGN_IN_BRIDGE true)."
+        Write-Host 'DNS records for a subdomain such as mcp.contoso.com:'
+    }
     Write-Host "  CNAME mcp        -> $defaultHost"
     Write-Host "  TXT   asuid.mcp  -> $verificationId"
     Write-Host 'then: azd env set MCP_CUSTOM_DOMAIN mcp.contoso.com; azd up'

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import REQUIRED_SETTINGS, SETTING_NAMES
+from shared.settings import DEFAULT_BRIDGE_REDIRECT_URIS, REQUIRED_SETTINGS, SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -28,6 +28,7 @@ MAIN_BICEP = INFRA / "main.bicep"
 PARAMETERS_FILE = INFRA / "main.parameters.json"
 APP_SETTINGS_BICEP = INFRA / "modules" / "app-settings.bicep"
 ENTRA_APP_BICEP = INFRA / "modules" / "entra-app.bicep"
+ENTRA_BRIDGE_BICEP = INFRA / "modules" / "entra-bridge-app.bicep"
 FUNCTION_APP_BICEP = INFRA / "modules" / "function-app.bicep"
 AZURE_YAML = ROOT / "azure.yaml"
 MCP_JSON = ROOT / ".vscode" / "mcp.json"
@@ -145,6 +146,13 @@ def test_parameters_file_maps_the_azd_environment() -> None:
     assert parameters["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
     # Optional: an unset azd variable must become '' (no custom domain), not a literal placeholder.
     assert parameters["customDomain"]["value"] == "${MCP_CUSTOM_DOMAIN=}"
+    # No fallback on purpose: azd omits a parameter whose variable is unset (or passes '' which it
+    # cannot read as a bool), so the Bicep default empty(customDomain) applies.
+    assert parameters["enableSignInBridge"]["value"] == "${MCP_SIGN_IN_BRIDGE}"
+
+
+def test_sign_in_bridge_defaults_to_on_without_a_custom_domain() -> None:
+    assert bicep_params(MAIN_BICEP)["enableSignInBridge"] == "bool = empty(customDomain)"
 
 
 def test_main_bicep_targets_the_subscription_and_creates_the_resource_group() -> None:
@@ -257,11 +265,24 @@ def test_federated_credential_trusts_the_managed_identity() -> None:
     assert "managedIdentityPrincipalId: identity.outputs.principalId" in code(MAIN_BICEP)
 
 
-def test_preauthorized_clients_and_allowed_clients_come_from_one_parameter() -> None:
+def test_preauthorized_clients_and_allowed_clients_come_from_one_list() -> None:
     main = code(MAIN_BICEP)
-    assert "preAuthorizedClientIds: allowedClientApplicationIds" in main
-    assert "allowedClientIds: allowedClientApplicationIds" in main
-    assert "join(allowedClientApplicationIds, ',')" in main  # the ENTRA_ALLOWED_CLIENT_IDS output
+    # One list: the parameter, plus the sign-in bridge's client ID when the bridge is on.
+    assert re.search(
+        r"^var clientApplicationIds = enableSignInBridge \? concat\(allowedClientApplicationIds, "
+        r"\[signInBridgeClientId\]\) : allowedClientApplicationIds$",
+        main,
+        re.MULTILINE,
+    )
+    assert "preAuthorizedClientIds: clientApplicationIds" in main
+    assert "allowedClientIds: clientApplicationIds" in main
+    output = r"^output ENTRA_ALLOWED_CLIENT_IDS string = join\(clientApplicationIds, ','\)$"
+    assert re.search(output, main, re.MULTILINE)
+    assert "allowedClientApplicationIds" not in main.replace("param allowedClientApplicationIds", "").replace(
+        "var clientApplicationIds = enableSignInBridge ? concat(allowedClientApplicationIds, [signInBridgeClientId])"
+        " : allowedClientApplicationIds",
+        "",
+    ), "allowedClientApplicationIds is used directly instead of clientApplicationIds"
     entra = code(ENTRA_APP_BICEP)
     assert re.search(r"preAuthorizedApplications:\s*\[\s*for\s+(\w+)\s+in\s+preAuthorizedClientIds:", entra)
     assert re.search(r"delegatedPermissionIds:\s*\[\s*userImpersonationScopeId\s*\]", entra)
@@ -278,6 +299,91 @@ def test_allowed_client_default_matches_parameters_file() -> None:
     parameters = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
     assert GUID.findall(default) == parameters["allowedClientApplicationIds"]["value"]
     assert GUID.findall(default) == [VSCODE_CLIENT_ID, AZURE_CLI_CLIENT_ID]
+
+
+# --- sign-in bridge ---------------------------------------------------------------------------
+
+
+def bridge_redirect_uris() -> list[str]:
+    """The redirect URIs the bridge module registers: the string items of its `var redirectUris` array."""
+    return re.findall(r"'([^']*)'", bicep_block(code(ENTRA_BRIDGE_BICEP), "var redirectUris"))
+
+
+def test_bridge_redirect_uris_equal_the_code_default() -> None:
+    assert bridge_redirect_uris() == list(DEFAULT_BRIDGE_REDIRECT_URIS)
+    assert re.search(r"publicClient:\s*\{\s*redirectUris:\s*redirectUris\s*\}", code(ENTRA_BRIDGE_BICEP))
+
+
+def test_bridge_loopback_redirect_uris_carry_no_port() -> None:
+    # Entra ignores the port of a loopback redirect URI of a public client only if none is registered.
+    for uri in bridge_redirect_uris():
+        loopback = re.fullmatch(r"http://(127\.0\.0\.1|localhost)/[A-Za-z0-9/_-]*", uri)
+        assert loopback or re.fullmatch(r"https://[a-z0-9.-]+/[A-Za-z0-9/_-]+", uri), uri
+
+
+def test_bridge_app_is_a_single_tenant_public_client_without_credentials() -> None:
+    text = code(ENTRA_BRIDGE_BICEP)
+    assert len(re.findall(r"'Microsoft\.Graph/applications@v1\.0'", text)) == 1
+    assert "'Microsoft.Graph/servicePrincipals@v1.0'" in text
+    assert "signInAudience: 'AzureADMyOrg'" in text
+    assert re.search(r"isFallbackPublicClient:\s*true\b", text)
+    for absent in ("passwordCredentials", "keyCredentials", "federatedIdentityCredentials", "web:", "spa:",
+                   "identifierUris", "api:", "newGuid("):
+        assert absent not in text, f"the bridge app must not have {absent}"
+    assert "relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]" in text
+    assert re.search(r"^output clientId string = app\.appId$", text, re.MULTILINE)
+    assert re.search(r"^output redirectUris array = redirectUris$", text, re.MULTILINE)
+
+
+def test_bridge_app_does_not_reference_the_api_app() -> None:
+    # The API app pre-authorizes the bridge; the other direction would be a deployment cycle.
+    params = set(bicep_params(ENTRA_BRIDGE_BICEP))
+    assert params == {"uniqueName", "displayName", "ownerPrincipalId"}, sorted(params)
+    module = bicep_block(code(MAIN_BICEP), "module signInBridge")
+    assert "entraApp" not in module and "appSettings" not in module
+
+
+def test_main_deploys_the_bridge_only_when_enabled_and_names_it_like_the_api_app() -> None:
+    main = code(MAIN_BICEP)
+    assert re.search(r"^module signInBridge 'modules/entra-bridge-app\.bicep' = if \(enableSignInBridge\) \{",
+                     main, re.MULTILINE)
+    unique_name = r"^var bridgeRegistrationUniqueName = '\$\{appRegistrationUniqueName\}-bridge'$"
+    assert re.search(unique_name, main, re.MULTILINE)
+    module = bicep_block(main, "module signInBridge")
+    assert "uniqueName: bridgeRegistrationUniqueName" in module
+    assert "ownerPrincipalId: principalId" in module
+    assert "sign-in bridge" in module  # display name "<API name> sign-in bridge"
+
+
+def test_bridge_client_id_reaches_preauthorization_settings_and_outputs() -> None:
+    main = code(MAIN_BICEP)
+    assert re.search(r"^var signInBridgeClientId = enableSignInBridge \? signInBridge!\.outputs\.clientId : ''$",
+                     main, re.MULTILINE)
+    # Pre-authorized on the scope and allowed by the server: both through clientApplicationIds.
+    assert "[signInBridgeClientId]" in main
+    assert "preAuthorizedClientIds: clientApplicationIds" in bicep_block(main, "module entraApp")
+    settings_module = bicep_block(main, "module appSettings")
+    assert "allowedClientIds: clientApplicationIds" in settings_module
+    assert "bridgeClientId: signInBridgeClientId" in settings_module
+    assert "bridgeRedirectUris: enableSignInBridge ? signInBridge!.outputs.redirectUris : []" in settings_module
+    # Empty when the bridge is off.
+    assert re.search(r"^output ENTRA_BRIDGE_CLIENT_ID string = signInBridgeClientId$", main, re.MULTILINE)
+
+
+def test_bridge_app_settings_only_when_the_bridge_is_on() -> None:
+    text = code(APP_SETTINGS_BICEP)
+    assert re.search(r"^param bridgeClientId string = ''$", text, re.MULTILINE)
+    block = re.search(r"var bridgeSettings = empty\(bridgeClientId\) \? \{\} : (\{[^}]*\})", text)
+    assert block, "ENTRA_BRIDGE_CLIENT_ID must be set only when the bridge is on"
+    assert "ENTRA_BRIDGE_CLIENT_ID: bridgeClientId" in block.group(1)
+    assert "MCP_BRIDGE_REDIRECT_URIS: join(bridgeRedirectUris, ',')" in block.group(1)
+    assert re.search(r"properties:\s*union\([^)]*\bbridgeSettings\)", text)
+    assert {"ENTRA_BRIDGE_CLIENT_ID", "MCP_BRIDGE_REDIRECT_URIS"} <= KNOWN_SETTINGS
+
+
+def test_sample_settings_have_the_bridge_off() -> None:
+    values = json.loads((ROOT / "local.settings.sample.json").read_text(encoding="utf-8"))["Values"]
+    assert values["ENTRA_BRIDGE_CLIENT_ID"] == ""
 
 
 # --- function app -----------------------------------------------------------------------------
@@ -313,6 +419,7 @@ def test_outputs_for_azd() -> None:
         "ENTRA_CLIENT_ID",
         "ENTRA_APP_ID_URI",
         "ENTRA_ALLOWED_CLIENT_IDS",
+        "ENTRA_BRIDGE_CLIENT_ID",
         "AZURE_FUNCTION_APP_NAME",
         "AZURE_FUNCTION_APP_HOSTNAME",
         "AZURE_CUSTOM_DOMAIN_VERIFICATION_ID",
@@ -438,13 +545,52 @@ def test_posix_hook_reads_unquoted_values(tmp_path: Path) -> None:
     assert "987654321" not in result.stdout + result.stderr
 
 
+BRIDGE_CLIENT_ID = "44444444-4444-4444-4444-444444444444"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
+def test_posix_hook_writes_the_bridge_client_id_only_when_set(tmp_path: Path) -> None:
+    bridged = {
+        **HOOK_VALUES,
+        "ENTRA_ALLOWED_CLIENT_IDS": f"{HOOK_VALUES['ENTRA_ALLOWED_CLIENT_IDS']},{BRIDGE_CLIENT_ID}",
+        "ENTRA_BRIDGE_CLIENT_ID": BRIDGE_CLIENT_ID,
+    }
+    _run_posix_hook(tmp_path, bridged)
+    values = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))["Values"]
+    assert values["ENTRA_BRIDGE_CLIENT_ID"] == BRIDGE_CLIENT_ID
+    assert BRIDGE_CLIENT_ID in values["ENTRA_ALLOWED_CLIENT_IDS"].split(",")
+    assert "OBO_CLIENT_SECRET" not in values
+    # Existing file: left alone, but the hook says what it should contain.
+    result = _run_posix_hook(tmp_path, bridged)
+    assert f"ENTRA_BRIDGE_CLIENT_ID={BRIDGE_CLIENT_ID}" in result.stdout
+    # Bridge off: the output is empty and the setting is not written.
+    off = tmp_path / "off"
+    off.mkdir()
+    _run_posix_hook(off, {**HOOK_VALUES, "ENTRA_BRIDGE_CLIENT_ID": ""})
+    values = json.loads((off / "local.settings.json").read_text(encoding="utf-8"))["Values"]
+    assert "ENTRA_BRIDGE_CLIENT_ID" not in values
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
+def test_posix_hook_keeps_the_file_private_with_a_secret_and_the_bridge(tmp_path: Path) -> None:
+    values = {**HOOK_VALUES, "ENTRA_BRIDGE_CLIENT_ID": BRIDGE_CLIENT_ID, "OBO_CLIENT_SECRET": "not-a-real-secret"}
+    _run_posix_hook(tmp_path, values)
+    written = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))["Values"]
+    assert written["ENTRA_BRIDGE_CLIENT_ID"] == BRIDGE_CLIENT_ID
+    assert written["OBO_CLIENT_SECRET"] == "not-a-real-secret"
+    assert stat.S_IMODE((tmp_path / "local.settings.json").stat().st_mode) == 0o600
+
+
 def test_powershell_hook_mirrors_the_posix_hook() -> None:
     text = (ROOT / "scripts" / "postprovision.ps1").read_text(encoding="utf-8")
     assert "azd env get-values" in text
     assert "Test-Path $settingsFile" in text
     assert "OBO_MANAGED_IDENTITY_CLIENT_ID" not in text
-    for name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS", "ENTRA_APP_ID_URI", "MCP_URL"):
+    for name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS", "ENTRA_APP_ID_URI", "MCP_URL",
+                 "ENTRA_BRIDGE_CLIENT_ID"):
         assert f"'{name}'" in text
+    # Written only when the bridge is on.
+    assert "if ($bridgeClientId) { $values['ENTRA_BRIDGE_CLIENT_ID'] = $bridgeClientId }" in text
 
 
 def test_vscode_mcp_json() -> None:

@@ -34,6 +34,12 @@ param appIdUri string
 @description('Public https:// origin when a custom domain is used; empty to use the Azure host name.')
 param publicBaseUrl string = ''
 
+@description('Client ID of the sign-in bridge\'s public client app registration; empty when the bridge is off.')
+param bridgeClientId string = ''
+
+@description('Redirect URIs registered on the sign-in bridge\'s app registration (the same list the app accepts).')
+param bridgeRedirectUris array = []
+
 @secure()
 @description('HMAC key for MCP requestState (base64).')
 param requestStateKey string
@@ -65,8 +71,17 @@ var publicUrlSettings = empty(publicBaseUrl) ? {} : {
   MCP_PUBLIC_BASE_URL: publicBaseUrl
 }
 
+// Setting ENTRA_BRIDGE_CLIENT_ID turns the sign-in bridge on (the bridge's client ID is then also in
+// ENTRA_ALLOWED_CLIENT_IDS). MCP_BRIDGE_REDIRECT_URIS is the list registered on the bridge's app, so
+// the app accepts exactly what Entra will redirect to; the other MCP_BRIDGE_* settings keep their
+// defaults.
+var bridgeSettings = empty(bridgeClientId) ? {} : {
+  ENTRA_BRIDGE_CLIENT_ID: bridgeClientId
+  MCP_BRIDGE_REDIRECT_URIS: join(bridgeRedirectUris, ',')
+}
+
 resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(platformSettings, mcpSettings, publicUrlSettings)
+  properties: union(platformSettings, mcpSettings, publicUrlSettings, bridgeSettings)
 }

@@ -1,7 +1,8 @@
 // The MCP server's Entra app registration (Microsoft Graph Bicep extension): the resource
 // that access tokens are issued for, its one delegated scope, the clients that may get
-// tokens for it without a consent prompt, and the federated credential that lets the
-// function app's managed identity act as this app for on-behalf-of (no client secret).
+// tokens for it without a consent prompt (including, when it is on, the sign-in bridge's public
+// client from entra-bridge-app.bicep), and the federated credential that lets the function app's
+// managed identity act as this app for on-behalf-of (no client secret).
 extension microsoftGraphV1
 
 @description('Immutable alternate key of the app registration (unique in the tenant).')
@@ -16,7 +17,7 @@ param customDomain string = ''
 @description('Public https:// origin of the server (custom domain or Azure host name); the consent page redirect URI is built from it.')
 param publicBaseUrl string
 
-@description('Client application IDs pre-authorized for user_impersonation (no consent prompt).')
+@description('Client application IDs pre-authorized for user_impersonation (no consent prompt); main.bicep appends the sign-in bridge client ID when the bridge is on.')
 param preAuthorizedClientIds array
 
 @description('Principal (object) ID of the user-assigned managed identity trusted as a federated credential.')
@@ -44,6 +45,7 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
   displayName: displayName
   signInAudience: 'AzureADMyOrg'
+  notes: 'MCP server (protected resource), created by azd (infra/modules/entra-app.bicep). Its credential is the function app managed identity (federated credential), no secrets.'
   identifierUris: identifierUris
   owners: {
     relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]

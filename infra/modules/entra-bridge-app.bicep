@@ -1,0 +1,78 @@
+// The sign-in bridge's own Entra app registration (Microsoft Graph Bicep extension): a public
+// client, no secrets. The MCP server's origin acts as the OAuth authorization server for MCP
+// clients and forwards /authorize and /token to Entra with this client ID and without the
+// RFC 8707 `resource` parameter, which Entra rejects unless it is an identifier URI of the API
+// app (AADSTS9010010), and `https://` identifier URIs need a verified domain.
+// Entra sends the user back straight to the MCP client, so the redirect URIs registered here are
+// the clients' own. This app does not reference the API app (that would be a cycle): the API
+// app pre-authorizes this one for user_impersonation instead (entra-app.bicep).
+extension microsoftGraphV1
+
+@description('Immutable alternate key of the app registration (unique in the tenant).')
+param uniqueName string
+
+@description('Display name shown on the sign-in page and in the Entra admin center.')
+param displayName string
+
+@description('Object ID of the deploying user or service principal, added as owner; empty to skip.')
+param ownerPrincipalId string = ''
+
+// The MCP clients' redirect URIs. Entra ignores the port of a loopback (127.0.0.1 / localhost)
+// redirect URI of a public client, so the loopback entries carry none; the path must match, and
+// https entries match exactly. Keep this list equal to shared.settings.DEFAULT_BRIDGE_REDIRECT_URIS
+// (tests/test_infra.py checks it); main.bicep also passes it to the app as MCP_BRIDGE_REDIRECT_URIS.
+var redirectUris = [
+  'http://127.0.0.1/' // VS Code (http://127.0.0.1:33418/)
+  'http://127.0.0.1/callback' // Claude Code
+  'http://localhost/callback' // Claude Code
+  'http://localhost/oauth/callback' // mcp-remote, MCP Inspector
+  'https://vscode.dev/redirect' // VS Code for the Web
+  'https://claude.ai/api/mcp/auth_callback' // claude.ai connectors
+]
+var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
+var graphOpenIdScopeId = '37f7f235-527c-4136-accd-4a02d197296e'
+var graphOfflineAccessScopeId = '7427e0e9-2fba-42fe-b0c0-848c9e6a8182'
+
+resource app 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: uniqueName
+  displayName: displayName
+  signInAudience: 'AzureADMyOrg'
+  notes: 'Public client of the MCP server sign-in bridge, created by azd (infra/modules/entra-bridge-app.bicep). It has no secrets by design; the MCP server app pre-authorizes it.'
+  owners: {
+    relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]
+  }
+  // A public client: authorization code + PKCE, no client credential. Deliberately no
+  // passwordCredentials, keyCredentials, web or spa platform.
+  isFallbackPublicClient: true
+  publicClient: {
+    redirectUris: redirectUris
+  }
+  // Declares (does not grant) the sign-in scopes the bridge asks for next to the MCP scope, so an
+  // admin can consent for the whole tenant when user consent is off. The MCP scope itself needs
+  // no consent: the API app pre-authorizes this client.
+  requiredResourceAccess: [
+    {
+      resourceAppId: microsoftGraphAppId
+      resourceAccess: [
+        {
+          id: graphOpenIdScopeId
+          type: 'Scope'
+        }
+        {
+          id: graphOfflineAccessScopeId
+          type: 'Scope'
+        }
+      ]
+    }
+  ]
+}
+
+// Needed in the tenant before any user can sign in through the app.
+resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: app.appId
+}
+
+output clientId string = app.appId
+output objectId string = app.id
+output servicePrincipalId string = servicePrincipal.id
+output redirectUris array = redirectUris
