@@ -71,8 +71,8 @@ def _provider(url: str, browser: Browser, storage: MemoryStorage, *, metadata_ur
         return AuthorizationCodeResult(code=answer["code"], state=answer.get("state"))
 
     metadata = OAuthClientMetadata(
-        client_name="SDK test client", redirect_uris=[REDIRECT_URI], grant_types=["authorization_code", "refresh_token"],
-        response_types=["code"], token_endpoint_auth_method="none",
+        client_name="SDK test client", redirect_uris=[REDIRECT_URI],
+        grant_types=["authorization_code", "refresh_token"], response_types=["code"], token_endpoint_auth_method="none",
     )
     return OAuthClientProvider(url, metadata, storage, redirect_handler=redirect_handler,
                                callback_handler=callback_handler, client_metadata_url=metadata_url)

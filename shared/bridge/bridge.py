@@ -41,6 +41,7 @@ class SignInBridge:
         settings: Settings,
         *,
         server_name: str,
+        master_key: bytes | None = None,
         metadata_documents: MetadataDocuments | None = None,
         post: PostForm = post_form,
     ) -> None:
@@ -52,7 +53,7 @@ class SignInBridge:
         self._redirect_uris = bridge.redirect_uris
         self._registration_on = bridge.dynamic_registration
         # One master key, one derived key per purpose; per process when MCP_REQUEST_STATE_KEY is unset.
-        master = settings.request_state_key or os.urandom(32)
+        master = master_key or settings.request_state_key or os.urandom(32)
         self._browser_signer = Signer(master, "browser-state")
         self._form_signer = Signer(master, "consent-form")
         self._registrations = Registrations(Signer(master, "registered-client"), deliverable=self._deliverable)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -74,6 +76,7 @@ class McpServer:
         resources: ResourceRegistry | None = None,
         prompts: PromptRegistry | None = None,
         completions: CompletionRegistry | None = None,
+        bridge: SignInBridge | None = None,
     ) -> None:
         self.settings = settings
         self.engine = McpEngine(
@@ -91,12 +94,12 @@ class McpServer:
         )
         self._downstream = downstream
         self._name = name
-        # The sign-in bridge (ENTRA_BRIDGE_CLIENT_ID): this app's origin becomes the authorization server clients see.
-        self.bridge: SignInBridge | None = None
-        if settings.bridge.enabled:
-            from shared.bridge.bridge import SignInBridge  # imported only by apps that use it
-
-            self.bridge = SignInBridge(settings, server_name=name)
+        # The sign-in bridge (ENTRA_BRIDGE_CLIENT_ID): this app's origin becomes the authorization server clients
+        # see. Built on its first request, so a cold start that serves /mcp does not import it; its key is drawn
+        # now so that every request in this process signs with the same one.
+        self._bridge = bridge
+        self._bridge_key = settings.request_state_key or os.urandom(32)
+        self._bridge_lock = threading.Lock()
         public = urlsplit(settings.public_base_url).netloc if settings.public_base_url else None
         self._public_hosts = {h for h in (public, settings.website_hostname) if h}
 
@@ -256,7 +259,7 @@ class McpServer:
             # RFC 9728 §3.3: the resource is the URL the well-known path was derived from.
             resource=base if root else prm.resource_url(base),
             # With the bridge, this app's own origin (its RFC 8414 metadata issuer) instead of Entra.
-            authorization_server=base if self.bridge else self.settings.authorization_server,
+            authorization_server=base if self.settings.bridge.enabled else self.settings.authorization_server,
             scopes=self.settings.full_scopes,
             resource_name=self._name,
         )
@@ -278,6 +281,17 @@ class McpServer:
     def handle_register(self, request: HttpRequest) -> HttpResponse:
         return self._bridged(request, lambda bridge, base: bridge.handle_register(request))
 
+    @property
+    def bridge(self) -> SignInBridge | None:
+        """The sign-in bridge, or None when it is off."""
+        if self._bridge is None and self.settings.bridge.enabled:
+            with self._bridge_lock:
+                if self._bridge is None:
+                    from shared.bridge.bridge import SignInBridge  # imported only by apps that use it
+
+                    self._bridge = SignInBridge(self.settings, server_name=self._name, master_key=self._bridge_key)
+        return self._bridge
+
     def _bridged(self, request: HttpRequest, serve: Callable[[SignInBridge, str], HttpResponse]) -> HttpResponse:
         # The issuer and every URL the bridge hands out come from the public origin, so Host is checked first.
         base = self.public_base(request)
@@ -285,12 +299,13 @@ class McpServer:
             _log_unknown_host(request)
             return HttpResponse(421, {"Content-Type": _JSON},
                                 _oauth_error("invalid_request", "Misdirected Request: unknown Host"))
-        if self.bridge is None:
+        bridge = self.bridge
+        if bridge is None:
             return HttpResponse(404, {"Content-Type": _JSON}, _oauth_error(
                 "not_found", "this server has no sign-in bridge: sign in with Microsoft Entra ID directly "
                 "(see the authorization_servers of the protected resource metadata)"))
         try:
-            return serve(self.bridge, base)
+            return serve(bridge, base)
         except Exception:
             log.exception("Unhandled error in the sign-in bridge")
             return HttpResponse(500, {"Content-Type": _JSON, "Cache-Control": "no-store"},
