@@ -316,14 +316,15 @@ class McpServer:
     def public_base(self, request: HttpRequest) -> str | None:
         """The public origin for this request, or None when its Host is not ours.
 
-        Refusing unknown hosts defeats DNS rebinding; loopback is always allowed so the
-        app works under ``func start`` and behind local tunnels that keep the Host.
+        Refusing unknown hosts defeats DNS rebinding. Loopback is allowed when the app runs locally, so it
+        works under ``func start`` and behind local tunnels that keep the Host; in Azure (``WEBSITE_HOSTNAME``
+        set) no client reaches the app as localhost, and a loopback Host would make it publish loopback URLs.
         """
         host = request.host
         bare = host[:-4] if host.endswith(":443") else host
         if bare in self._public_hosts:
             return self.settings.public_origin
-        if is_loopback_host(host):
+        if self.settings.website_hostname is None and is_loopback_host(host):
             return f"{request.scheme}://{host}"
         return None
 
