@@ -261,6 +261,8 @@ def test_the_authorize_redirect_to_entra(entra: FakeEntra) -> None:
     assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "no-store"
+    # Not no-referrer: under that policy browsers send the consent form with `Origin: null`.
+    assert page.headers["Referrer-Policy"] == "same-origin"
     assert b"&lt;b&gt;Tool&lt;/b&gt;" in page.body and b"<b>Tool</b>" not in page.body
     assert b"not verified" in page.body
     cookie = page.headers["Set-Cookie"].split(";", 1)[0]
@@ -271,7 +273,7 @@ def test_the_authorize_redirect_to_entra(entra: FakeEntra) -> None:
     fields = consent_fields(page.body.decode())
     allow = HttpRequest("POST", BASE + "/oauth/authorize",
                         {"host": "localhost:7071", "content-type": "application/x-www-form-urlencoded",
-                         "cookie": cookie, "origin": BASE},
+                         "cookie": cookie, "origin": "null"},
                         urlencode({**fields, "decision": "allow"}).encode())
     response = server.handle_authorize(allow)
     assert response.status == 302

@@ -99,10 +99,11 @@ class SignInBridge:
             return self._authorize(dict(request.query_params), request, issuer, resource, decision=None)
         if method != "POST":
             return _method_not_allowed("GET, POST")
-        # The consent form. Origin, when the browser sends it, must be ours: a cross-site form post is refused
-        # before its fields are even read (the form token below refuses the rest).
+        # The consent form. Origin, when the browser sends one, must be ours: a cross-site form post is refused
+        # before its fields are even read. An opaque origin ("null": privacy settings, sandboxed frames) proves
+        # nothing either way; the form token below, bound to this browser's SameSite cookie, decides.
         origin = request.headers.get("origin")
-        if origin is not None and origin.rstrip("/").lower() != issuer.lower():
+        if origin not in (None, "null") and origin.rstrip("/").lower() != issuer.lower():
             return pages.error_page(403, "The consent form was sent from another site.")
         form = _form(request)
         if form is None:

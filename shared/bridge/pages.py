@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from shared.bridge.clients import Client
 from shared.http.messages import HttpResponse
 
-# No script, no framing (clickjacking the Allow button), no caching, no referrer carrying the query onward.
+# No script, no framing (clickjacking the Allow button), no caching, no referrer carrying the query to another
+# site. "same-origin", not "no-referrer": under no-referrer a browser sends `Origin: null` with the consent form,
+# and the form's own origin is what the bridge checks.
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
     "Cache-Control": "no-store",
@@ -16,7 +18,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5}"
           "button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.75rem}.muted{color:#555;font-size:.9rem}")
