@@ -4,6 +4,8 @@
 // into the app registration's redirect URI), then the app registration, then the app
 // settings (which carry the registration's client ID). The sign-in bridge's public client
 // (when on) comes before the app registration, which pre-authorizes it.
+// The optional custom domain is bound once (custom-domain.bicep, TLS off until the certificate
+// exists); later deployments update only the certificate and the SNI binding (see customDomainBound).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -26,13 +28,21 @@ param principalId string = ''
 @description('Optional custom domain (a subdomain such as mcp.contoso.com, no scheme, no path). Leave empty on the first `azd up`; see docs/deploy.md.')
 param customDomain string = ''
 
+@description('The custom domain whose host-name binding already exists, i.e. the value of the output MCP_CUSTOM_DOMAIN_BOUND, which azd stores after a successful deployment (it stores no outputs of a failed one). When it equals customDomain, the binding with TLS off is not applied again: only the certificate and the SNI binding are, so HTTPS on the domain never drops during a provision. Empty to bind (again).')
+param customDomainBound string = ''
+
+@description('Optional TLS certificate for the custom domain from Key Vault: the resource ID of the Key Vault secret holding the PFX (/subscriptions/.../providers/Microsoft.KeyVault/vaults/<vault>/secrets/<name>; a Key Vault certificate\'s secret has the certificate\'s name). Empty for a free App Service managed certificate. See docs/deploy.md for the access it needs.')
+param customDomainKeyVaultSecretId string = ''
+
 @description('Sign-in bridge: the app\'s own origin acts as the OAuth authorization server and forwards sign-ins to Entra with a second, public-client app registration, so MCP clients that send the RFC 8707 resource parameter can sign in without a verified custom domain. On by default without a custom domain; see docs/deploy.md.')
 param enableSignInBridge bool = empty(customDomain)
 
-@description('Client applications pre-authorized for the user_impersonation scope AND allowed by the server (ENTRA_ALLOWED_CLIENT_IDS). Defaults: VS Code, Azure CLI.')
+@description('Development environment (azd: MCP_DEVELOPMENT_ENVIRONMENT). Pre-authorizes and allows the Azure CLI, a public client with device-code sign-in (a phishing route, and pre-authorization removes the consent screen), and registers http://localhost:7071/consent for `func start`. Off by default; keep it off in production.')
+param developmentEnvironment bool = false
+
+@description('Client applications pre-authorized for the user_impersonation scope AND allowed by the server (ENTRA_ALLOWED_CLIENT_IDS). Default: VS Code. The sign-in bridge\'s client joins when the bridge is on, the Azure CLI with developmentEnvironment. The one place to add a client.')
 param allowedClientApplicationIds array = [
   'aebc6443-996d-45c2-90f0-388ff96faa56' // Visual Studio Code
-  '04b07795-8ddb-461a-bbee-02f9e1bf7b46' // Azure CLI
 ]
 
 @description('Python version of the Functions runtime.')
@@ -41,7 +51,7 @@ param allowedClientApplicationIds array = [
   '3.12'
   '3.13'
 ])
-param pythonVersion string = '3.11'
+param pythonVersion string = '3.13'
 
 @description('Memory per instance in MB; 2048 is the Flex Consumption default.')
 @allowed([
@@ -51,7 +61,7 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Maximum number of instances per scale group (Flex Consumption accepts 1 to 1000).')
+@description('Maximum number of instances (Flex Consumption: the lowest maximum is currently 1, the highest 1000; Learn, "Flex Consumption plan hosting", Considerations > Scale, 2026-03).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -67,6 +77,9 @@ param requestStateKey string = base64('${newGuid()}${newGuid()}')
 @description('Resource group name; empty for rg-{environmentName}.')
 param resourceGroupName string = ''
 
+@description('Optional service management reference of both app registrations (azd: AZURE_SERVICE_MANAGEMENT_REFERENCE), for tenants whose app management policy requires one (e.g. a Service Tree ID). Empty to leave it unset.')
+param serviceManagementReference string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -80,6 +93,17 @@ var functionAppName = 'func-mcp-${resourceToken}'
 // sharing (and overwriting) one app registration.
 var appRegistrationUniqueName = 'mcp-${environmentName}-${resourceToken}'
 var bridgeRegistrationUniqueName = '${appRegistrationUniqueName}-bridge'
+// Tags of both app registrations: azd down leaves them behind, so they can be found by environment
+// (az ad app list --filter "tags/any(t:t eq 'azd-env-name:<env>')"). The template name matches
+// metadata.template in azure.yaml.
+var appRegistrationTags = [
+  'azd-env-name:${environmentName}'
+  'azd-template:entra-mcp-functions-python'
+]
+// Development only (developmentEnvironment): pre-authorized and allowed, never by default.
+var azureCliClientId = '04b07795-8ddb-461a-bbee-02f9e1bf7b46'
+// The custom domain is already bound (by an earlier successful deployment of this environment).
+var customDomainAlreadyBound = hasCustomDomain && toLower(trim(customDomainBound)) == customDomainName
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -163,14 +187,16 @@ module signInBridge 'modules/entra-bridge-app.bicep' = if (enableSignInBridge) {
     uniqueName: bridgeRegistrationUniqueName
     displayName: 'MCP server (${environmentName}) sign-in bridge'
     ownerPrincipalId: principalId
+    tags: appRegistrationTags
+    serviceManagementReference: serviceManagementReference
   }
 }
 
 var signInBridgeClientId = enableSignInBridge ? signInBridge!.outputs.clientId : ''
 // The one list of client applications: pre-authorized on the scope AND ENTRA_ALLOWED_CLIENT_IDS.
 // With the bridge on it includes the bridge's client ID, which tokens obtained through the
-// bridge carry as azp.
-var clientApplicationIds = enableSignInBridge ? concat(allowedClientApplicationIds, [signInBridgeClientId]) : allowedClientApplicationIds
+// bridge carry as azp; in a development environment the Azure CLI. union() drops duplicates.
+var clientApplicationIds = union(allowedClientApplicationIds, developmentEnvironment ? [azureCliClientId] : [], enableSignInBridge ? [signInBridgeClientId] : [])
 
 module entraApp 'modules/entra-app.bicep' = {
   name: 'entra-app'
@@ -183,6 +209,9 @@ module entraApp 'modules/entra-app.bicep' = {
     preAuthorizedClientIds: clientApplicationIds
     managedIdentityPrincipalId: identity.outputs.principalId
     ownerPrincipalId: principalId
+    localConsentRedirectUri: developmentEnvironment
+    tags: appRegistrationTags
+    serviceManagementReference: serviceManagementReference
   }
 }
 
@@ -205,13 +234,15 @@ module appSettings 'modules/app-settings.bicep' = {
   }
 }
 
-module customDomainBinding 'modules/custom-domain.bicep' = if (hasCustomDomain) {
+// First deployment with this domain only: bind the host name with TLS off (the managed certificate
+// cannot be issued before the binding exists). Later deployments skip it, so they never switch
+// HTTPS off on a working domain, not even when the certificate step fails.
+module customDomainBinding 'modules/custom-domain.bicep' = if (hasCustomDomain && !customDomainAlreadyBound) {
   name: 'custom-domain'
   scope: rg
   params: {
     functionAppName: functionApp.outputs.name
     customDomain: customDomainName
-    location: location
   }
   dependsOn: [
     // Avoid concurrent writes to the site (App Service answers 409 on overlapping updates).
@@ -219,13 +250,31 @@ module customDomainBinding 'modules/custom-domain.bicep' = if (hasCustomDomain) 
   ]
 }
 
+// Every deployment with a custom domain: the certificate (managed, or from Key Vault) ...
+module customDomainCertificate 'modules/custom-domain-certificate.bicep' = if (hasCustomDomain) {
+  name: 'custom-domain-certificate'
+  scope: rg
+  params: {
+    functionAppName: functionApp.outputs.name
+    customDomain: customDomainName
+    location: location
+    keyVaultSecretId: customDomainKeyVaultSecretId
+  }
+  dependsOn: [
+    // Dropped by ARM when the binding module is skipped (domain already bound).
+    customDomainBinding
+    appSettings
+  ]
+}
+
+// ... and the one SNI binding that uses it.
 module customDomainTls 'modules/custom-domain-tls.bicep' = if (hasCustomDomain) {
   name: 'custom-domain-tls'
   scope: rg
   params: {
     functionAppName: functionApp.outputs.name
     customDomain: customDomainName
-    thumbprint: hasCustomDomain ? customDomainBinding!.outputs.thumbprint : ''
+    thumbprint: hasCustomDomain ? customDomainCertificate!.outputs.thumbprint : ''
   }
 }
 
@@ -246,3 +295,6 @@ output ENTRA_APP_OBJECT_ID string = entraApp.outputs.objectId
 output ENTRA_APP_UNIQUE_NAME string = appRegistrationUniqueName
 // The sign-in bridge's public client; empty when the bridge is off.
 output ENTRA_BRIDGE_CLIENT_ID string = signInBridgeClientId
+// Read back as customDomainBound by the next deployment (main.parameters.json): azd writes outputs to
+// the environment only after a successful deployment, i.e. once binding, certificate and SNI exist.
+output MCP_CUSTOM_DOMAIN_BOUND string = customDomainName

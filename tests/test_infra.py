@@ -30,8 +30,15 @@ APP_SETTINGS_BICEP = INFRA / "modules" / "app-settings.bicep"
 ENTRA_APP_BICEP = INFRA / "modules" / "entra-app.bicep"
 ENTRA_BRIDGE_BICEP = INFRA / "modules" / "entra-bridge-app.bicep"
 FUNCTION_APP_BICEP = INFRA / "modules" / "function-app.bicep"
+CUSTOM_DOMAIN_BICEP = INFRA / "modules" / "custom-domain.bicep"
+CUSTOM_DOMAIN_CERTIFICATE_BICEP = INFRA / "modules" / "custom-domain-certificate.bicep"
+CUSTOM_DOMAIN_TLS_BICEP = INFRA / "modules" / "custom-domain-tls.bicep"
 AZURE_YAML = ROOT / "azure.yaml"
 MCP_JSON = ROOT / ".vscode" / "mcp.json"
+SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
+POSIX_HOOK = ROOT / "scripts" / "postprovision.sh"
+POWERSHELL_HOOK = ROOT / "scripts" / "postprovision.ps1"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 # The settings vocabulary of the code (notes/design.md). Kept here as one constant so the lead can
 # later import it from shared/settings.py instead.
@@ -124,6 +131,26 @@ def azure_yaml() -> dict:
     return parse_simple_yaml(AZURE_YAML.read_text(encoding="utf-8"))
 
 
+def parameters_file() -> dict:
+    return json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
+
+
+def param_decorators(path: Path, name: str) -> str:
+    """The decorator lines (@...) directly above `param <name>`."""
+    lines = code(path).splitlines()
+    index = next(i for i, line in enumerate(lines) if re.match(rf"param\s+{name}\s", line))
+    decorators = []
+    for line in reversed(lines[:index]):
+        if not line.startswith(("@", "  ", "])", "})")):
+            break
+        decorators.append(line)
+    return "\n".join(reversed(decorators))
+
+
+def sample_values() -> dict[str, str]:
+    return json.loads(SAMPLE_SETTINGS.read_text(encoding="utf-8"))["Values"]
+
+
 # --- parameters -------------------------------------------------------------------------------
 
 
@@ -149,6 +176,10 @@ def test_parameters_file_maps_the_azd_environment() -> None:
     # No fallback on purpose: azd omits a parameter whose variable is unset (or passes '' which it
     # cannot read as a bool), so the Bicep default empty(customDomain) applies.
     assert parameters["enableSignInBridge"]["value"] == "${MCP_SIGN_IN_BRIDGE}"
+    assert parameters["developmentEnvironment"]["value"] == "${MCP_DEVELOPMENT_ENVIRONMENT=false}"
+    assert parameters["customDomainBound"]["value"] == "${MCP_CUSTOM_DOMAIN_BOUND=}"
+    assert parameters["customDomainKeyVaultSecretId"]["value"] == "${MCP_CUSTOM_DOMAIN_KEY_VAULT_SECRET_ID=}"
+    assert parameters["serviceManagementReference"]["value"] == "${AZURE_SERVICE_MANAGEMENT_REFERENCE=}"
 
 
 def test_sign_in_bridge_defaults_to_on_without_a_custom_domain() -> None:
@@ -267,10 +298,12 @@ def test_federated_credential_trusts_the_managed_identity() -> None:
 
 def test_preauthorized_clients_and_allowed_clients_come_from_one_list() -> None:
     main = code(MAIN_BICEP)
-    # One list: the parameter, plus the sign-in bridge's client ID when the bridge is on.
+    # One list: the parameter, plus the Azure CLI in a development environment and the sign-in
+    # bridge's client ID when the bridge is on; union() drops duplicates.
     assert re.search(
-        r"^var clientApplicationIds = enableSignInBridge \? concat\(allowedClientApplicationIds, "
-        r"\[signInBridgeClientId\]\) : allowedClientApplicationIds$",
+        r"^var clientApplicationIds = union\(allowedClientApplicationIds, "
+        r"developmentEnvironment \? \[azureCliClientId\] : \[\], "
+        r"enableSignInBridge \? \[signInBridgeClientId\] : \[\]\)$",
         main,
         re.MULTILINE,
     )
@@ -278,11 +311,8 @@ def test_preauthorized_clients_and_allowed_clients_come_from_one_list() -> None:
     assert "allowedClientIds: clientApplicationIds" in main
     output = r"^output ENTRA_ALLOWED_CLIENT_IDS string = join\(clientApplicationIds, ','\)$"
     assert re.search(output, main, re.MULTILINE)
-    assert "allowedClientApplicationIds" not in main.replace("param allowedClientApplicationIds", "").replace(
-        "var clientApplicationIds = enableSignInBridge ? concat(allowedClientApplicationIds, [signInBridgeClientId])"
-        " : allowedClientApplicationIds",
-        "",
-    ), "allowedClientApplicationIds is used directly instead of clientApplicationIds"
+    uses = re.findall(r"\ballowedClientApplicationIds\b", main)
+    assert len(uses) == 2, "allowedClientApplicationIds is used directly instead of clientApplicationIds"
     entra = code(ENTRA_APP_BICEP)
     assert re.search(r"preAuthorizedApplications:\s*\[\s*for\s+(\w+)\s+in\s+preAuthorizedClientIds:", entra)
     assert re.search(r"delegatedPermissionIds:\s*\[\s*userImpersonationScopeId\s*\]", entra)
@@ -294,11 +324,61 @@ def test_preauthorized_clients_and_allowed_clients_come_from_one_list() -> None:
                 assert literal not in path.read_text(encoding="utf-8"), f"{literal} hard-coded in {path.name}"
 
 
-def test_allowed_client_default_matches_parameters_file() -> None:
-    default = bicep_block(code(MAIN_BICEP), "param allowedClientApplicationIds")
-    parameters = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
-    assert GUID.findall(default) == parameters["allowedClientApplicationIds"]["value"]
-    assert GUID.findall(default) == [VSCODE_CLIENT_ID, AZURE_CLI_CLIENT_ID]
+def test_azure_cli_is_a_development_opt_in_from_one_azd_value() -> None:
+    # Issue 10, item 9: the Azure CLI (public client, device-code sign-in) is neither pre-authorized nor
+    # allowed by default; one azd value (MCP_DEVELOPMENT_ENVIRONMENT) adds it, and the allowed-client list
+    # has one source (the Bicep default), not a second copy in main.parameters.json.
+    main = code(MAIN_BICEP)
+    assert GUID.findall(bicep_block(main, "param allowedClientApplicationIds")) == [VSCODE_CLIENT_ID]
+    assert "allowedClientApplicationIds" not in parameters_file()
+    assert bicep_params(MAIN_BICEP)["developmentEnvironment"] == "bool = false"
+    assert re.search(rf"^var azureCliClientId = '{AZURE_CLI_CLIENT_ID}'$", main, re.MULTILINE)
+    assert main.count(AZURE_CLI_CLIENT_ID) == 1
+    assert "developmentEnvironment ? [azureCliClientId] : []" in main
+
+
+def test_localhost_consent_redirect_only_in_a_development_environment() -> None:
+    # Issue 10, item 13: production registrations keep only the deployed consent page.
+    entra = code(ENTRA_APP_BICEP)
+    assert bicep_params(ENTRA_APP_BICEP)["localConsentRedirectUri"] == "bool = false"
+    assert re.search(
+        r"^var consentRedirectUris = concat\(\['\$\{publicBaseUrl\}/consent'\], "
+        r"localConsentRedirectUri \? \['http://localhost:7071/consent'\] : \[\]\)$",
+        entra,
+        re.MULTILINE,
+    )
+    assert re.search(r"web:\s*\{\s*redirectUris:\s*consentRedirectUris\s*\}", entra)
+    outside_descriptions = "\n".join(line for line in entra.splitlines() if not line.startswith("@description("))
+    assert outside_descriptions.count("http://localhost:7071/consent") == 1
+    assert "localConsentRedirectUri: developmentEnvironment" in bicep_block(code(MAIN_BICEP), "module entraApp")
+
+
+@pytest.mark.parametrize("path", [ENTRA_APP_BICEP, ENTRA_BRIDGE_BICEP], ids=lambda p: p.name)
+def test_app_registrations_are_tagged_and_take_a_service_management_reference(path: Path) -> None:
+    # Issue 10, item 11: azd down leaves the registrations behind (findable by tag), and tenants whose app
+    # management policy requires a service management reference get one; empty by default -> null.
+    text = code(path)
+    params = bicep_params(path)
+    assert params["tags"] == "array = []"
+    assert params["serviceManagementReference"] == "string = ''"
+    assert re.search(r"^  tags: tags$", text, re.MULTILINE)
+    assert re.search(
+        r"^  serviceManagementReference: empty\(serviceManagementReference\) \? null : serviceManagementReference$",
+        text,
+        re.MULTILINE,
+    )
+    main = code(MAIN_BICEP)
+    module = bicep_block(main, "module entraApp" if path == ENTRA_APP_BICEP else "module signInBridge")
+    assert "tags: appRegistrationTags" in module
+    assert "serviceManagementReference: serviceManagementReference" in module
+    assert "'azd-env-name:${environmentName}'" in bicep_block(main, "var appRegistrationTags")
+    assert bicep_params(MAIN_BICEP)["serviceManagementReference"] == "string = ''"
+
+
+def test_app_registration_template_tag_matches_azure_yaml() -> None:
+    template = azure_yaml()["metadata"]["template"]
+    name = template.split("@", 1)[0]
+    assert f"'azd-template:{name}'" in bicep_block(code(MAIN_BICEP), "var appRegistrationTags")
 
 
 # --- sign-in bridge ---------------------------------------------------------------------------
@@ -338,7 +418,9 @@ def test_bridge_app_is_a_single_tenant_public_client_without_credentials() -> No
 def test_bridge_app_does_not_reference_the_api_app() -> None:
     # The API app pre-authorizes the bridge; the other direction would be a deployment cycle.
     params = set(bicep_params(ENTRA_BRIDGE_BICEP))
-    assert params == {"uniqueName", "displayName", "ownerPrincipalId"}, sorted(params)
+    assert params == {"uniqueName", "displayName", "ownerPrincipalId", "tags", "serviceManagementReference"}, sorted(
+        params
+    )
     module = bicep_block(code(MAIN_BICEP), "module signInBridge")
     assert "entraApp" not in module and "appSettings" not in module
 
@@ -382,8 +464,7 @@ def test_bridge_app_settings_only_when_the_bridge_is_on() -> None:
 
 
 def test_sample_settings_have_the_bridge_off() -> None:
-    values = json.loads((ROOT / "local.settings.sample.json").read_text(encoding="utf-8"))["Values"]
-    assert values["ENTRA_BRIDGE_CLIENT_ID"] == ""
+    assert sample_values()["ENTRA_BRIDGE_CLIENT_ID"] == ""
 
 
 # --- function app -----------------------------------------------------------------------------
@@ -407,14 +488,82 @@ def test_easy_auth_is_not_configured() -> None:
         assert not re.search(r"authsettings", code(path), re.IGNORECASE), f"{path.name} configures Easy Auth"
 
 
-def test_python_default_is_311() -> None:
-    assert re.search(r"^param pythonVersion string = '3\.11'$", code(MAIN_BICEP), re.MULTILINE)
+def test_python_default_is_313_in_bicep_and_parameters_file() -> None:
+    assert re.search(r"^param pythonVersion string = '3\.13'$", code(MAIN_BICEP), re.MULTILINE)
+    allowed = re.findall(r"'([0-9.]+)'", bicep_block(param_decorators(MAIN_BICEP, "pythonVersion"), "@allowed"))
+    assert allowed == ["3.11", "3.12", "3.13"]
+    assert parameters_file()["pythonVersion"]["value"] == "${FUNCTION_PYTHON_VERSION=3.13}"
+    assert "pythonVersion: pythonVersion" in bicep_block(code(MAIN_BICEP), "module functionApp")
+
+
+def test_maximum_instance_count_bounds_match_flex_consumption() -> None:
+    # Issue 10, item 12. Learn, "Flex Consumption plan hosting" (ms.date 2026-03-18), Considerations:
+    # "The lowest maximum scale is currently 1. The highest currently supported value is 1000." The 40
+    # in the issue is the 2024-2025 preview text.
+    decorators = param_decorators(MAIN_BICEP, "maximumInstanceCount")
+    assert re.search(r"^@minValue\(1\)$", decorators, re.MULTILINE)
+    assert re.search(r"^@maxValue\(1000\)$", decorators, re.MULTILINE)
+    value = parameters_file()["maximumInstanceCount"]["value"]
+    fallback = re.fullmatch(r"\$\{FUNCTION_MAXIMUM_INSTANCE_COUNT=(\d+)\}", value)
+    assert fallback and 1 <= int(fallback.group(1)) <= 1000
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    assert "`FUNCTION_MAXIMUM_INSTANCE_COUNT` (1-1000" in doc
+    assert "lowest maximum" in doc
+
+
+# --- custom domain ---------------------------------------------------------------------------
+
+
+def test_custom_domain_is_bound_once_then_only_certificate_and_sni() -> None:
+    # Issue 10, item 8: the binding with sslState 'Disabled' is applied only while the domain is not yet
+    # bound; later deployments update the certificate and the one SNI binding, so HTTPS never drops.
+    main = code(MAIN_BICEP)
+    assert bicep_params(MAIN_BICEP)["customDomainBound"] == "string = ''"
+    assert re.search(
+        r"^var customDomainAlreadyBound = hasCustomDomain && toLower\(trim\(customDomainBound\)\) == customDomainName$",
+        main,
+        re.MULTILINE,
+    )
+    binding = r"^module customDomainBinding 'modules/custom-domain\.bicep' = "
+    assert re.search(binding + r"if \(hasCustomDomain && !customDomainAlreadyBound\)", main, re.MULTILINE)
+    assert re.search(
+        r"^module customDomainCertificate 'modules/custom-domain-certificate\.bicep' = if \(hasCustomDomain\)",
+        main,
+        re.MULTILINE,
+    )
+    assert re.search(r"^module customDomainTls 'modules/custom-domain-tls\.bicep' = if \(hasCustomDomain\)",
+                     main, re.MULTILINE)
+    assert "customDomainBinding" in bicep_block(main, "module customDomainCertificate")
+    assert "customDomainCertificate!.outputs.thumbprint" in bicep_block(main, "module customDomainTls")
+    # azd stores outputs only after a successful deployment: the next one reads this back.
+    assert re.search(r"^output MCP_CUSTOM_DOMAIN_BOUND string = customDomainName$", main, re.MULTILINE)
+    # TLS off exists once, in the module main.bicep skips for a bound domain; no certificate there.
+    disabled = [p.name for p in bicep_files() if re.search(r"sslState:\s*'Disabled'", code(p))]
+    assert disabled == [CUSTOM_DOMAIN_BICEP.name]
+    assert "certificates@" not in code(CUSTOM_DOMAIN_BICEP)
+    assert re.search(r"sslState:\s*'SniEnabled'", code(CUSTOM_DOMAIN_TLS_BICEP))
+    assert len(re.findall(r"'Microsoft\.Web/sites/hostNameBindings@", code(CUSTOM_DOMAIN_TLS_BICEP))) == 1
+
+
+def test_custom_domain_certificate_is_managed_or_from_key_vault() -> None:
+    main = code(MAIN_BICEP)
+    assert bicep_params(MAIN_BICEP)["customDomainKeyVaultSecretId"] == "string = ''"
+    assert "keyVaultSecretId: customDomainKeyVaultSecretId" in bicep_block(main, "module customDomainCertificate")
+    text = code(CUSTOM_DOMAIN_CERTIFICATE_BICEP)
+    assert "'Microsoft.Web/sites/certificates@" in text
+    assert re.search(r"^var useKeyVault = !empty\(keyVaultSecretId\)$", text, re.MULTILINE)
+    assert re.search(r"keyVaultId: keyVaultId\s*keyVaultSecretName: keyVaultSecretName", text)
+    assert "canonicalName: customDomain" in text
+    # Different names: switching the source creates the other certificate instead of rewriting one.
+    assert "name: useKeyVault ? '${baseName}-kv' : baseName" in text
+    assert re.search(r"^output thumbprint string = certificate\.properties\.thumbprint$", text, re.MULTILINE)
 
 
 def test_outputs_for_azd() -> None:
     outputs = set(re.findall(r"^output\s+(\w+)\s", code(MAIN_BICEP), re.MULTILINE))
     expected = {
         "MCP_URL",
+        "MCP_CUSTOM_DOMAIN_BOUND",
         "ENTRA_TENANT_ID",
         "ENTRA_CLIENT_ID",
         "ENTRA_APP_ID_URI",
@@ -453,6 +602,14 @@ def test_azure_yaml_names_the_service_and_hooks() -> None:
         assert (ROOT / script).is_file(), f"{script} does not exist"
     assert hook["posix"]["shell"] == "sh"
     assert hook["windows"]["shell"] == "pwsh"
+
+
+def test_azure_yaml_names_the_template_and_the_minimum_azd() -> None:
+    config = azure_yaml()
+    assert re.fullmatch(r"entra-mcp-functions-python@\d+\.\d+\.\d+", config["metadata"]["template"])
+    # azd 1.17.0 bundles Bicep 0.36.1, the Graph extension's minimum (Azure/azure-dev CHANGELOG, #5245);
+    # Flex Consumption deployment arrived in 1.9.4 (#4003).
+    assert config["requiredVersions"]["azd"] == ">= 1.17.0"
 
 
 def test_service_name_equals_azd_service_name_tag() -> None:
@@ -502,23 +659,54 @@ HOOK_VALUES = {
 }
 
 
+# The keys the hooks fill in from azd; every other key of the sample keeps the sample's value.
+HOOK_KNOWN_KEYS = frozenset(
+    {"ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS", "ENTRA_APP_ID_URI", "ENTRA_BRIDGE_CLIENT_ID",
+     "OBO_CLIENT_SECRET"}
+)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
-def test_posix_hook_writes_local_settings_once_and_without_secrets(tmp_path: Path) -> None:
+def test_posix_hook_writes_exactly_the_sample_keys_once_and_without_secrets(tmp_path: Path) -> None:
+    # Issue 10, item 10: the same keys as local.settings.sample.json (MCP_ALLOWED_ORIGINS for the Inspector,
+    # AzureWebJobsStorage, ...), in the same order; azd's values where it knows them, the sample's otherwise.
     result = _run_posix_hook(tmp_path, HOOK_VALUES)
     settings = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))
     assert settings["IsEncrypted"] is False
     values = settings["Values"]
+    sample = sample_values()
+    assert list(values) == list(sample)
     for name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS", "ENTRA_APP_ID_URI"):
         assert values[name] == HOOK_VALUES[name]
-    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
-    # The managed identity does not exist locally, and no secret was asked for.
-    assert not {"OBO_MANAGED_IDENTITY_CLIENT_ID", "OBO_CLIENT_SECRET", "AzureWebJobsStorage"} & set(values)
-    assert set(values) - {"FUNCTIONS_WORKER_RUNTIME"} <= KNOWN_SETTINGS
+    for name in set(sample) - HOOK_KNOWN_KEYS:
+        assert values[name] == sample[name], name
+    assert values["MCP_ALLOWED_ORIGINS"] == "http://localhost:6274"
+    # The managed identity does not exist locally, no secret was asked for, the bridge is off.
+    assert "OBO_MANAGED_IDENTITY_CLIENT_ID" not in values
+    assert values["OBO_CLIENT_SECRET"] == "" and values["ENTRA_BRIDGE_CLIENT_ID"] == ""
     assert '"url": "https://func-mcp-abc.azurewebsites.net/mcp"' in result.stdout
     # An existing file is never overwritten.
     (tmp_path / "local.settings.json").write_text("{}", encoding="utf-8")
     _run_posix_hook(tmp_path, HOOK_VALUES)
     assert (tmp_path / "local.settings.json").read_text(encoding="utf-8") == "{}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
+def test_posix_hook_makes_the_file_owner_only_even_without_a_secret(tmp_path: Path) -> None:
+    _run_posix_hook(tmp_path, HOOK_VALUES)
+    assert stat.S_IMODE((tmp_path / "local.settings.json").stat().st_mode) == 0o600
+    text = POSIX_HOOK.read_text(encoding="utf-8")
+    # umask before the file exists, not only a chmod afterwards.
+    assert text.index("umask 077") < text.index('> "$SETTINGS_FILE"') < text.index('chmod 600 "$SETTINGS_FILE"')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
+def test_posix_hook_escapes_values_for_json(tmp_path: Path) -> None:
+    secret = 'not-a-real~secret"with\\quote'
+    # Passed as godotenv prints it (backslash escapes inside double quotes).
+    _run_posix_hook(tmp_path, {**HOOK_VALUES, "OBO_CLIENT_SECRET": secret.replace("\\", "\\\\").replace('"', '\\"')})
+    values = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))["Values"]
+    assert values["OBO_CLIENT_SECRET"] == secret
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
@@ -549,7 +737,7 @@ BRIDGE_CLIENT_ID = "44444444-4444-4444-4444-444444444444"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
-def test_posix_hook_writes_the_bridge_client_id_only_when_set(tmp_path: Path) -> None:
+def test_posix_hook_writes_the_bridge_client_id_when_set(tmp_path: Path) -> None:
     bridged = {
         **HOOK_VALUES,
         "ENTRA_ALLOWED_CLIENT_IDS": f"{HOOK_VALUES['ENTRA_ALLOWED_CLIENT_IDS']},{BRIDGE_CLIENT_ID}",
@@ -559,16 +747,16 @@ def test_posix_hook_writes_the_bridge_client_id_only_when_set(tmp_path: Path) ->
     values = json.loads((tmp_path / "local.settings.json").read_text(encoding="utf-8"))["Values"]
     assert values["ENTRA_BRIDGE_CLIENT_ID"] == BRIDGE_CLIENT_ID
     assert BRIDGE_CLIENT_ID in values["ENTRA_ALLOWED_CLIENT_IDS"].split(",")
-    assert "OBO_CLIENT_SECRET" not in values
+    assert values["OBO_CLIENT_SECRET"] == ""
     # Existing file: left alone, but the hook says what it should contain.
     result = _run_posix_hook(tmp_path, bridged)
     assert f"ENTRA_BRIDGE_CLIENT_ID={BRIDGE_CLIENT_ID}" in result.stdout
-    # Bridge off: the output is empty and the setting is not written.
+    # Bridge off: the output is empty, and so is the setting (empty means unset to the code).
     off = tmp_path / "off"
     off.mkdir()
     _run_posix_hook(off, {**HOOK_VALUES, "ENTRA_BRIDGE_CLIENT_ID": ""})
     values = json.loads((off / "local.settings.json").read_text(encoding="utf-8"))["Values"]
-    assert "ENTRA_BRIDGE_CLIENT_ID" not in values
+    assert values["ENTRA_BRIDGE_CLIENT_ID"] == ""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
@@ -581,16 +769,57 @@ def test_posix_hook_keeps_the_file_private_with_a_secret_and_the_bridge(tmp_path
     assert stat.S_IMODE((tmp_path / "local.settings.json").stat().st_mode) == 0o600
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX hook")
+def test_posix_hook_says_whether_this_is_a_development_environment(tmp_path: Path) -> None:
+    result = _run_posix_hook(tmp_path, {**HOOK_VALUES, "ENTRA_ALLOWED_CLIENT_IDS": VSCODE_CLIENT_ID})
+    assert "azd env set MCP_DEVELOPMENT_ENVIRONMENT true" in result.stdout
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    result = _run_posix_hook(dev, HOOK_VALUES)  # the CLI is in ENTRA_ALLOWED_CLIENT_IDS
+    assert "Development environment" in result.stdout
+
+
+def test_hooks_fill_in_the_same_keys_and_only_keys_of_the_sample() -> None:
+    posix = set(re.findall(r"^\s*MCP_HOOK_VALUE_([A-Za-z_][A-Za-z0-9_]*)=", POSIX_HOOK.read_text(encoding="utf-8"),
+                           re.MULTILINE))
+    powershell_text = POWERSHELL_HOOK.read_text(encoding="utf-8")
+    known_block = powershell_text[powershell_text.index("$known = @{"):]
+    known_block = known_block[: known_block.index("}")]
+    powershell = set(re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'\s*=", known_block))
+    assert posix == powershell == HOOK_KNOWN_KEYS
+    assert set(sample_values()) >= HOOK_KNOWN_KEYS
+
+
 def test_powershell_hook_mirrors_the_posix_hook() -> None:
-    text = (ROOT / "scripts" / "postprovision.ps1").read_text(encoding="utf-8")
+    text = POWERSHELL_HOOK.read_text(encoding="utf-8")
     assert "azd env get-values" in text
     assert "Test-Path $settingsFile" in text
     assert "OBO_MANAGED_IDENTITY_CLIENT_ID" not in text
     for name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS", "ENTRA_APP_ID_URI", "MCP_URL",
-                 "ENTRA_BRIDGE_CLIENT_ID"):
+                 "ENTRA_BRIDGE_CLIENT_ID", "MCP_CUSTOM_DOMAIN_BOUND"):
         assert f"'{name}'" in text
-    # Written only when the bridge is on.
-    assert "if ($bridgeClientId) { $values['ENTRA_BRIDGE_CLIENT_ID'] = $bridgeClientId }" in text
+    # The keys and defaults come from the sample itself, in its order.
+    assert "'local.settings.sample.json'" in text
+    assert "foreach ($property in $sample.Values.PSObject.Properties)" in text
+    assert "MCP_DEVELOPMENT_ENVIRONMENT true" in text
+
+
+def test_powershell_hook_restricts_the_file_on_every_os() -> None:
+    # Issue 10, item 10: an ACL for the current user alone on Windows (no inherited entries), chmod 600
+    # elsewhere, applied to the empty file before anything is written into it.
+    text = POWERSHELL_HOOK.read_text(encoding="utf-8")
+    protect = text[text.index("function Protect-SettingsFile"):]
+    protect = protect[: protect.index("\n}\n")]
+    assert "[System.PlatformID]::Win32NT" in protect
+    assert re.search(r'icacls\.exe \$path /inheritance:r /grant:r "\*\$\{sid\}:\(F\)"', protect)
+    assert "WindowsIdentity]::GetCurrent().User" in protect
+    assert "& chmod 600 $path" in protect
+    assert protect.count("$LASTEXITCODE -ne 0") == 2
+    creates = text.index("New-Item -ItemType File -Path $settingsPath")
+    protects = text.index("Protect-SettingsFile $settingsPath")
+    writes = text.index("[System.IO.File]::WriteAllText($settingsPath")
+    assert creates < protects < writes
+    assert "Set-Content" not in text
 
 
 def test_vscode_mcp_json() -> None:

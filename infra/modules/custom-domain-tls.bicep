@@ -1,5 +1,6 @@
-// Step 2 of the optional custom domain: enable SNI TLS on the binding with the managed
-// certificate. A separate module because one template cannot declare the same binding twice.
+// Step 3 of the optional custom domain, on every deployment with it: the one SNI binding with the
+// certificate from step 2. A separate module from step 1 because one template cannot declare the
+// same binding twice.
 
 @description('Function app name.')
 param functionAppName string
@@ -7,7 +8,7 @@ param functionAppName string
 @description('Custom host name bound in step 1.')
 param customDomain string
 
-@description('Thumbprint of the managed certificate issued in step 1.')
+@description('Thumbprint of the certificate from step 2.')
 param thumbprint string
 
 resource site 'Microsoft.Web/sites@2024-11-01' existing = {

@@ -26,6 +26,15 @@ param managedIdentityPrincipalId string
 @description('Object ID of the deploying user or service principal, added as owner; empty to skip.')
 param ownerPrincipalId string = ''
 
+@description('Development environment only: also register http://localhost:7071/consent (the consent page under `func start`).')
+param localConsentRedirectUri bool = false
+
+@description('Tags of the app registration (main.bicep: the azd environment name and the template), so registrations that azd down leaves behind can be found.')
+param tags array = []
+
+@description('Service management reference (e.g. a Service Tree ID) required by some tenants\' app management policy; empty to leave it unset.')
+param serviceManagementReference string = ''
+
 var tenantId = tenant().tenantId
 // api://{tenantId}/{name} needs no self-reference to the appId and is accepted by the
 // default tenant identifier-URI policy (which rejects most other api:// forms).
@@ -40,6 +49,9 @@ var graphUserReadScopeId = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
 // Token exchange audience of Entra ID in the public cloud, the only cloud the Graph Bicep
 // extension supports.
 var federatedCredentialAudience = 'api://AzureADTokenExchange'
+// Landing page of the consent flow for the downstream (Graph) permission: the deployed origin, plus
+// `func start` in a development environment (Entra accepts http only for localhost).
+var consentRedirectUris = concat(['${publicBaseUrl}/consent'], localConsentRedirectUri ? ['http://localhost:7071/consent'] : [])
 
 resource app 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
@@ -47,6 +59,8 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
   signInAudience: 'AzureADMyOrg'
   notes: 'MCP server (protected resource), created by azd (infra/modules/entra-app.bicep). Its credential is the function app managed identity (federated credential), no secrets.'
   identifierUris: identifierUris
+  tags: tags
+  serviceManagementReference: empty(serviceManagementReference) ? null : serviceManagementReference
   owners: {
     relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]
   }
@@ -88,12 +102,7 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
     }
   ]
   web: {
-    // Landing page of the consent flow for the downstream (Graph) permission, deployed and
-    // under `func start` (Entra accepts http only for localhost).
-    redirectUris: [
-      '${publicBaseUrl}/consent'
-      'http://localhost:7071/consent'
-    ]
+    redirectUris: consentRedirectUris
   }
 
   resource managedIdentityCredential 'federatedIdentityCredentials@v1.0' = {

@@ -17,6 +17,12 @@ param displayName string
 @description('Object ID of the deploying user or service principal, added as owner; empty to skip.')
 param ownerPrincipalId string = ''
 
+@description('Tags of the app registration (main.bicep: the azd environment name and the template), so registrations that azd down leaves behind can be found.')
+param tags array = []
+
+@description('Service management reference (e.g. a Service Tree ID) required by some tenants\' app management policy; empty to leave it unset.')
+param serviceManagementReference string = ''
+
 // The MCP clients' redirect URIs. Entra ignores the port of a loopback (127.0.0.1 / localhost)
 // redirect URI of a public client, so the loopback entries carry none; the path must match, and
 // https entries match exactly. Keep this list equal to shared.settings.DEFAULT_BRIDGE_REDIRECT_URIS
@@ -38,6 +44,8 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
   displayName: displayName
   signInAudience: 'AzureADMyOrg'
   notes: 'Public client of the MCP server sign-in bridge, created by azd (infra/modules/entra-bridge-app.bicep). It has no secrets by design; the MCP server app pre-authorizes it.'
+  tags: tags
+  serviceManagementReference: empty(serviceManagementReference) ? null : serviceManagementReference
   owners: {
     relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]
   }
