@@ -48,6 +48,11 @@ def authorize(req: func.HttpRequest) -> func.HttpResponse:
     return serve(server.handle_authorize, req)
 
 
+@app.route(route="oauth/callback", methods=["GET"])
+def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
+    return serve(server.handle_sign_in_callback, req)
+
+
 @app.route(route="oauth/token", methods=["POST", "OPTIONS"])
 def token(req: func.HttpRequest) -> func.HttpResponse:
     return serve(server.handle_token, req)

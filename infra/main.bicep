@@ -186,6 +186,7 @@ module signInBridge 'modules/entra-bridge-app.bicep' = if (enableSignInBridge) {
   params: {
     uniqueName: bridgeRegistrationUniqueName
     displayName: 'MCP server (${environmentName}) sign-in bridge'
+    publicBaseUrl: publicBaseUrl
     ownerPrincipalId: principalId
     tags: appRegistrationTags
     serviceManagementReference: serviceManagementReference
@@ -229,7 +230,6 @@ module appSettings 'modules/app-settings.bicep' = {
     appIdUri: entraApp.outputs.appIdUri
     publicBaseUrl: hasCustomDomain ? publicBaseUrl : ''
     bridgeClientId: signInBridgeClientId
-    bridgeRedirectUris: enableSignInBridge ? signInBridge!.outputs.redirectUris : []
     requestStateKey: requestStateKey
   }
 }

@@ -28,7 +28,7 @@ from conftest import ALLOWED_CLIENT_IDS, settings_env
 from fake_entra import FakeEntra, shared_ca
 from harness import FunctionsHarness
 from shared.http.pipeline import McpServer
-from shared.settings import DEFAULT_BRIDGE_REDIRECT_URIS, load_settings
+from shared.settings import load_settings
 
 BRIDGE_CLIENT_ID = "5f0c2b1e-7d3a-4c8e-9b61-2a4d6e8f0a13"
 VSCODE_METADATA_URL = "https://vscode.dev/oauth/client-metadata.json"
@@ -48,9 +48,13 @@ def bridged_server(fake: FakeEntra, **extra: str) -> McpServer:
     return McpServer(load_settings(bridge_env(fake, **extra)), forker_tools.tools, name="entra-mcp-server")
 
 
+# The bridge's Entra redirect URIs: its own callback (loopback: any port, as on the real app registration).
+BRIDGE_CALLBACKS = ("http://127.0.0.1/oauth/callback", "http://localhost/oauth/callback")
+
+
 def register_bridge_app(fake: FakeEntra) -> None:
     """The bridge's Entra public client, as infra/modules/entra-bridge-app.bicep registers it."""
-    fake.add_public_client(BRIDGE_CLIENT_ID, DEFAULT_BRIDGE_REDIRECT_URIS)
+    fake.add_public_client(BRIDGE_CLIENT_ID, BRIDGE_CALLBACKS)
     fake.pre_authorize(BRIDGE_CLIENT_ID)
 
 
@@ -166,8 +170,13 @@ class Browser:
             response = self.post_form(html.unescape(action.group(1)), {**fields, "decision": decision})
         assert response.status_code == 302, (response.status_code, response.text[:500])
         location = response.headers["Location"]
-        if location.startswith(self.fake.authority):
-            response = self.get(location)  # Entra: signed in already, consent granted: straight back with a code
+        bridge = urlsplit(authorization_url)
+        callback = f"{bridge.scheme}://{bridge.netloc}/oauth/callback"
+        # Entra (signed in already, consent granted) answers at once; the bridge's callback passes the code on.
+        for _ in range(3):
+            if not location.startswith((self.fake.authority, callback)):
+                break
+            response = self.get(location)
             assert response.status_code == 302, (response.status_code, response.text[:500])
             location = response.headers["Location"]
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()} | {"_location": location}

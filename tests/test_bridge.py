@@ -147,17 +147,28 @@ def test_metadata_documents_are_checked_and_cached() -> None:
 
 
 def test_browser_state_round_trip() -> None:
-    signer = Signer(KEY, "browser-state")
+    signer, forms = Signer(KEY, "browser-state"), Signer(KEY, "consent-form")
     fresh = BrowserState.from_headers({}, signer)
-    assert fresh.is_new and not fresh.has_consented("c")
-    fresh.remember_consent("c")
-    cookie = fresh.set_cookie(signer).split(";", 1)[0]
-    assert "Secure" in fresh.set_cookie(signer) and "HttpOnly" in fresh.set_cookie(signer)
+    assert fresh.is_new and not fresh.has_consented("c", "http://127.0.0.1/cb")
+    fresh.remember_consent("c", "http://127.0.0.1:1234/cb")
+    set_cookie = fresh.set_cookie(signer)
+    assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    cookie = set_cookie.split(";", 1)[0]
     again = BrowserState.from_headers({"cookie": f"other=1; {cookie}"}, signer)
-    assert not again.is_new and again.nonce == fresh.nonce and again.has_consented("c")
-    assert not again.has_consented("d")
+    assert not again.is_new and again.nonce == fresh.nonce
+    # Remembered per client and redirect URI (loopback: any port), nothing more.
+    assert again.has_consented("c", "http://127.0.0.1:999/cb")
+    assert not again.has_consented("c", "https://claude.ai/api/mcp/auth_callback")
+    assert not again.has_consented("d", "http://127.0.0.1:999/cb")
     forged = BrowserState.from_headers({"cookie": cookie[:-3] + "abc"}, signer)
-    assert forged.is_new and not forged.has_consented("c")
+    assert forged.is_new and not forged.has_consented("c", "http://127.0.0.1/cb")
+
+    fields = {"client_id": "c", "redirect_uri": "http://127.0.0.1/cb", "code_challenge": "x" * 43}
+    token = again.form_token(forms, fields, now=1000)
+    assert again.accepts_form_token(forms, token, fields, now=1000 + 60)
+    assert not again.accepts_form_token(forms, token, {**fields, "code_challenge": "y" * 43}, now=1060)
+    assert not again.accepts_form_token(forms, token, fields, now=1000 + 11 * 60)  # stale
+    assert not fresh.__class__.from_headers({}, signer).accepts_form_token(forms, token, fields, now=1060)
 
 
 # == through the pipeline ===========================================================================
@@ -237,9 +248,12 @@ def test_token_requests_are_rewritten_for_entra(entra: FakeEntra) -> None:
                              "expires_in": 3600, "scope": "x"}
     assert response.headers["Cache-Control"] == "no-store"
     [sent] = upstream.forms
+    bound_verifier = sent.pop("code_verifier")
     assert sent == {"client_id": BRIDGE_CLIENT_ID, "grant_type": "authorization_code",
                     "scope": f"{entra.app_id_uri}/user_impersonation offline_access", "code": "the-code",
-                    "redirect_uri": "http://localhost:6274/oauth/callback", "code_verifier": "v" * 43}
+                    "redirect_uri": BASE + "/oauth/callback"}
+    # Not the client's verifier: one bound to this client and redirect URI (shared.bridge.binding).
+    assert bound_verifier != "v" * 43 and len(bound_verifier) == 43
 
     refreshed = server.handle_token(_token_request({"grant_type": "refresh_token", "client_id": registered["client_id"],
                                                     "refresh_token": "rt"}))
@@ -280,10 +294,28 @@ def test_the_authorize_redirect_to_entra(entra: FakeEntra) -> None:
     location = urlsplit(response.headers["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == entra.authorize_endpoint
     sent = {k: v[0] for k, v in parse_qs(location.query).items()}
+    state, challenge = sent.pop("state"), sent.pop("code_challenge")
     assert sent == {"client_id": BRIDGE_CLIENT_ID, "response_type": "code",
-                    "redirect_uri": "http://127.0.0.1:4000/callback", "state": "s1",
+                    "redirect_uri": BASE + "/oauth/callback",
                     "scope": f"{entra.app_id_uri}/user_impersonation offline_access",
-                    "code_challenge": "c" * 43, "code_challenge_method": "S256", "response_mode": "query"}
+                    "code_challenge_method": "S256", "response_mode": "query"}
+    assert challenge != "c" * 43 and state != "s1"  # both bound by the bridge
+
+    # Entra's answer comes back to the callback: to the client only in the browser that consented.
+    callback = "/oauth/callback?" + urlencode({"code": "the-code", "state": state})
+    other_browser = server.handle_sign_in_callback(get(callback))
+    assert other_browser.status == 403 and "Location" not in other_browser.headers
+    cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+    forwarded = server.handle_sign_in_callback(get(callback, cookie=cookie))
+    assert forwarded.status == 302
+    assert forwarded.headers["Location"] == "http://127.0.0.1:4000/callback?code=the-code&state=s1"
+    tampered = server.handle_sign_in_callback(get("/oauth/callback?" + urlencode(
+        {"code": "c", "state": state[:-2] + "xx"}), cookie=cookie))
+    assert tampered.status == 400 and "Location" not in tampered.headers
+    denied = server.handle_sign_in_callback(get("/oauth/callback?" + urlencode(
+        {"error": "access_denied", "error_description": "AADSTS65004: declined", "state": state}), cookie=cookie))
+    assert denied.headers["Location"].startswith("http://127.0.0.1:4000/callback?error=access_denied&")
+
 
 
 def test_the_bridge_is_imported_on_its_first_request(entra: FakeEntra) -> None:

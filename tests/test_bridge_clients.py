@@ -101,13 +101,16 @@ def test_python_sdk_signs_in_with_a_metadata_document(
     assert identity["client_app_id"] == BRIDGE_CLIENT_ID  # Entra issued the token to the bridge's public client
     assert identity["oid"] == entra.user_oid("alice")
     assert browser.consent_pages == 1
-    # What reached Entra: the bridge's client ID, the client's own redirect URI and challenge, no resource.
+    # What reached Entra: the bridge's client ID and callback, a challenge bound to this client (not the
+    # client's own), no resource.
     [authorize] = entra.authorize_requests
-    assert authorize["client_id"] == BRIDGE_CLIENT_ID and authorize["redirect_uri"] == REDIRECT_URI
+    assert authorize["client_id"] == BRIDGE_CLIENT_ID
+    assert authorize["redirect_uri"] == bridged.url + "/oauth/callback"
     assert "resource" not in authorize and authorize["code_challenge_method"] == "S256"
     assert "offline_access" in authorize["scope"].split()
     redemption = [r for r in entra.token_requests if r.get("grant_type") == "authorization_code"]
     assert len(redemption) == 1 and redemption[0]["client_id"] == BRIDGE_CLIENT_ID
+    assert redemption[0]["redirect_uri"] == bridged.url + "/oauth/callback"
     assert "resource" not in redemption[0]
     assert storage.tokens is not None and storage.tokens.refresh_token
     assert storage.client is not None and storage.client.client_id == metadata_url

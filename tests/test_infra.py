@@ -389,16 +389,18 @@ def bridge_redirect_uris() -> list[str]:
     return re.findall(r"'([^']*)'", bicep_block(code(ENTRA_BRIDGE_BICEP), "var redirectUris"))
 
 
-def test_bridge_redirect_uris_equal_the_code_default() -> None:
-    assert bridge_redirect_uris() == list(DEFAULT_BRIDGE_REDIRECT_URIS)
-    assert re.search(r"publicClient:\s*\{\s*redirectUris:\s*redirectUris\s*\}", code(ENTRA_BRIDGE_BICEP))
+def test_the_bridge_app_redirects_only_to_the_bridges_callback() -> None:
+    # Never the MCP clients' redirect URIs: Entra would then hand codes to them without the bridge's consent
+    # check (a link to Entra with this public client ID is easy to make). Only the bridge's own callback.
+    from shared.bridge.metadata import CALLBACK_PATH
 
-
-def test_bridge_loopback_redirect_uris_carry_no_port() -> None:
-    # Entra ignores the port of a loopback redirect URI of a public client only if none is registered.
-    for uri in bridge_redirect_uris():
-        loopback = re.fullmatch(r"http://(127\.0\.0\.1|localhost)/[A-Za-z0-9/_-]*", uri)
-        assert loopback or re.fullmatch(r"https://[a-z0-9.-]+/[A-Za-z0-9/_-]+", uri), uri
+    text = code(ENTRA_BRIDGE_BICEP)
+    assert f"var callbackPath = '{CALLBACK_PATH}'" in text
+    assert bridge_redirect_uris() == ["${publicBaseUrl}${callbackPath}", "http://localhost${callbackPath}",
+                                      "http://127.0.0.1${callbackPath}"]
+    assert re.search(r"publicClient:\s*\{\s*redirectUris:\s*redirectUris\s*\}", text)
+    assert not set(DEFAULT_BRIDGE_REDIRECT_URIS) & set(bridge_redirect_uris())
+    assert "publicBaseUrl: publicBaseUrl" in bicep_block(code(MAIN_BICEP), "module signInBridge")
 
 
 def test_bridge_app_is_a_single_tenant_public_client_without_credentials() -> None:
@@ -418,9 +420,8 @@ def test_bridge_app_is_a_single_tenant_public_client_without_credentials() -> No
 def test_bridge_app_does_not_reference_the_api_app() -> None:
     # The API app pre-authorizes the bridge; the other direction would be a deployment cycle.
     params = set(bicep_params(ENTRA_BRIDGE_BICEP))
-    assert params == {"uniqueName", "displayName", "ownerPrincipalId", "tags", "serviceManagementReference"}, sorted(
-        params
-    )
+    assert params == {"uniqueName", "displayName", "publicBaseUrl", "ownerPrincipalId", "tags",
+                      "serviceManagementReference"}, sorted(params)
     module = bicep_block(code(MAIN_BICEP), "module signInBridge")
     assert "entraApp" not in module and "appSettings" not in module
 
@@ -447,7 +448,6 @@ def test_bridge_client_id_reaches_preauthorization_settings_and_outputs() -> Non
     settings_module = bicep_block(main, "module appSettings")
     assert "allowedClientIds: clientApplicationIds" in settings_module
     assert "bridgeClientId: signInBridgeClientId" in settings_module
-    assert "bridgeRedirectUris: enableSignInBridge ? signInBridge!.outputs.redirectUris : []" in settings_module
     # Empty when the bridge is off.
     assert re.search(r"^output ENTRA_BRIDGE_CLIENT_ID string = signInBridgeClientId$", main, re.MULTILINE)
 
@@ -458,9 +458,9 @@ def test_bridge_app_settings_only_when_the_bridge_is_on() -> None:
     block = re.search(r"var bridgeSettings = empty\(bridgeClientId\) \? \{\} : (\{[^}]*\})", text)
     assert block, "ENTRA_BRIDGE_CLIENT_ID must be set only when the bridge is on"
     assert "ENTRA_BRIDGE_CLIENT_ID: bridgeClientId" in block.group(1)
-    assert "MCP_BRIDGE_REDIRECT_URIS: join(bridgeRedirectUris, ',')" in block.group(1)
+    assert "MCP_BRIDGE_REDIRECT_URIS" not in block.group(1)  # the code default: not Entra's list
     assert re.search(r"properties:\s*union\([^)]*\bbridgeSettings\)", text)
-    assert {"ENTRA_BRIDGE_CLIENT_ID", "MCP_BRIDGE_REDIRECT_URIS"} <= KNOWN_SETTINGS
+    assert "ENTRA_BRIDGE_CLIENT_ID" in KNOWN_SETTINGS
 
 
 def test_sample_settings_have_the_bridge_off() -> None:

@@ -37,9 +37,6 @@ param publicBaseUrl string = ''
 @description('Client ID of the sign-in bridge\'s public client app registration; empty when the bridge is off.')
 param bridgeClientId string = ''
 
-@description('Redirect URIs registered on the sign-in bridge\'s app registration (the same list the app accepts).')
-param bridgeRedirectUris array = []
-
 @secure()
 @description('HMAC key for MCP requestState (base64).')
 param requestStateKey string
@@ -72,12 +69,10 @@ var publicUrlSettings = empty(publicBaseUrl) ? {} : {
 }
 
 // Setting ENTRA_BRIDGE_CLIENT_ID turns the sign-in bridge on (the bridge's client ID is then also in
-// ENTRA_ALLOWED_CLIENT_IDS). MCP_BRIDGE_REDIRECT_URIS is the list registered on the bridge's app, so
-// the app accepts exactly what Entra will redirect to; the other MCP_BRIDGE_* settings keep their
-// defaults.
+// ENTRA_ALLOWED_CLIENT_IDS). The MCP_BRIDGE_* settings keep their code defaults: the client redirect
+// URIs the bridge returns sign-ins to are the app's own choice, not something Entra knows.
 var bridgeSettings = empty(bridgeClientId) ? {} : {
   ENTRA_BRIDGE_CLIENT_ID: bridgeClientId
-  MCP_BRIDGE_REDIRECT_URIS: join(bridgeRedirectUris, ',')
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {

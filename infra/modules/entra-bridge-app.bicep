@@ -3,9 +3,11 @@
 // clients and forwards /authorize and /token to Entra with this client ID and without the
 // RFC 8707 `resource` parameter, which Entra rejects unless it is an identifier URI of the API
 // app (AADSTS9010010), and `https://` identifier URIs need a verified domain.
-// Entra sends the user back straight to the MCP client, so the redirect URIs registered here are
-// the clients' own. This app does not reference the API app (that would be a cycle): the API
-// app pre-authorizes this one for user_impersonation instead (entra-app.bicep).
+// Entra sends the user back to the bridge's own callback (/oauth/callback), which passes the code
+// on to the MCP client only in the browser that consented (shared/bridge/binding.py): the clients'
+// redirect URIs are never registered here, so a link to Entra with this public client ID cannot
+// deliver a code anywhere else. This app does not reference the API app (that would be a cycle):
+// the API app pre-authorizes this one for user_impersonation instead (entra-app.bicep).
 extension microsoftGraphV1
 
 @description('Immutable alternate key of the app registration (unique in the tenant).')
@@ -23,17 +25,18 @@ param tags array = []
 @description('Service management reference (e.g. a Service Tree ID) required by some tenants\' app management policy; empty to leave it unset.')
 param serviceManagementReference string = ''
 
-// The MCP clients' redirect URIs. Entra ignores the port of a loopback (127.0.0.1 / localhost)
-// redirect URI of a public client, so the loopback entries carry none; the path must match, and
-// https entries match exactly. Keep this list equal to shared.settings.DEFAULT_BRIDGE_REDIRECT_URIS
-// (tests/test_infra.py checks it); main.bicep also passes it to the app as MCP_BRIDGE_REDIRECT_URIS.
+@description('Public https:// origin of the function app (custom domain or Azure host name); the bridge\'s callback is {publicBaseUrl}/oauth/callback.')
+param publicBaseUrl string
+
+// The bridge's callback, deployed and under `func start`. Entra ignores the port of a loopback
+// redirect URI of a public client, so the loopback entries carry none (func start listens on 7071).
+// They are safe in production too: a code sent to them reaches only the user's own machine, where a
+// locally running bridge checks its own cookie before passing it on.
+var callbackPath = '/oauth/callback'
 var redirectUris = [
-  'http://127.0.0.1/' // VS Code (http://127.0.0.1:33418/)
-  'http://127.0.0.1/callback' // Claude Code
-  'http://localhost/callback' // Claude Code
-  'http://localhost/oauth/callback' // mcp-remote, MCP Inspector
-  'https://vscode.dev/redirect' // VS Code for the Web
-  'https://claude.ai/api/mcp/auth_callback' // claude.ai connectors
+  '${publicBaseUrl}${callbackPath}'
+  'http://localhost${callbackPath}'
+  'http://127.0.0.1${callbackPath}'
 ]
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 var graphOpenIdScopeId = '37f7f235-527c-4136-accd-4a02d197296e'

@@ -1,9 +1,10 @@
 """The authorization request (RFC 6749 §4.1.1 with PKCE, RFC 7636), checked before anything is shown or sent.
 
-Order matters: until the client is known and the redirect URI is both the client's and one the bridge's Entra
-app can deliver to, nothing may be redirected anywhere (RFC 6749 §4.1.2.1); after that, errors go back to the
-client as ``error`` query parameters. A request that passes is forwarded to Entra with the bridge's client ID,
-the same redirect URI, state and code challenge, full scope names and no ``resource``.
+Order matters: until the client is known and the redirect URI is both the client's and one the bridge
+delivers to (``MCP_BRIDGE_REDIRECT_URIS``), nothing may be redirected anywhere (RFC 6749 §4.1.2.1); after that,
+errors go back to the client as ``error`` query parameters. A request that passes is forwarded to Entra with
+the bridge's client ID and callback, full scope names, no ``resource``, and the bindings of
+``shared.bridge.binding`` in place of the client's state and challenge.
 """
 
 from __future__ import annotations
@@ -53,19 +54,20 @@ class Authorization:
     code_challenge: str
     scopes: tuple[str, ...]
 
-    def entra_url(self, authorize_endpoint: str, bridge_client_id: str) -> str:
-        query = {
-            "client_id": bridge_client_id,
-            "response_type": "code",
-            "redirect_uri": self.redirect_uri,
-            "scope": " ".join(self.scopes),
-            "code_challenge": self.code_challenge,
-            "code_challenge_method": "S256",
-            "response_mode": "query",
-        }
-        if self.state is not None:
-            query["state"] = self.state
-        return authorize_endpoint + "?" + urlencode(query)
+
+def entra_authorize_url(endpoint: str, *, client_id: str, callback_uri: str, scopes: tuple[str, ...], state: str,
+                        code_challenge: str) -> str:
+    """Entra's authorize URL for one bridged sign-in: the bridge's client and callback, no ``resource``."""
+    return endpoint + "?" + urlencode({
+        "client_id": client_id,
+        "response_type": "code",
+        "redirect_uri": callback_uri,
+        "scope": " ".join(scopes),
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+        "response_mode": "query",
+    })
 
 
 def check_authorization(
@@ -89,8 +91,7 @@ def check_authorization(
     if not client.allows_redirect(redirect_uri):
         raise NoRedirect("The redirect_uri is not one of the app's registered redirect URIs.")
     if not is_deliverable(redirect_uri, bridge_redirect_uris):
-        raise NoRedirect("The redirect_uri is not registered on this server's sign-in app "
-                         "(MCP_BRIDGE_REDIRECT_URIS), so Microsoft Entra would refuse it.")
+        raise NoRedirect("The redirect_uri is not one this server returns sign-ins to (MCP_BRIDGE_REDIRECT_URIS).")
 
     state = params.get("state")
     if state is not None and (len(state) > MAX_STATE_LENGTH or not state.isprintable()):

@@ -1,9 +1,10 @@
-"""The sign-in bridge's four endpoints, on plain HTTP values: metadata, authorize (GET and the consent POST),
-token and registration. The caller (``shared.http.pipeline``) has already checked ``Host`` and passes the
-public origin (the issuer) and the canonical MCP URL (the only ``resource`` accepted)."""
+"""The sign-in bridge's endpoints, on plain HTTP values: metadata, authorize (GET and the consent POST), the
+callback Entra returns to, token and registration. The caller (``shared.http.pipeline``) has already checked
+``Host`` and passes the public origin (the issuer) and the canonical MCP URL (the only ``resource`` accepted)."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -12,7 +13,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from shared.bridge import metadata, pages
-from shared.bridge.authorize import AUTHORIZE_PARAMETERS, NoRedirect, RedirectError, check_authorization
+from shared.bridge.authorize import (
+    AUTHORIZE_PARAMETERS,
+    Authorization,
+    NoRedirect,
+    RedirectError,
+    check_authorization,
+    entra_authorize_url,
+    with_query,
+)
+from shared.bridge.binding import Flight, SignInBinding, nonce_digest
 from shared.bridge.browser import BrowserState
 from shared.bridge.clients import Client, ClientError
 from shared.bridge.metadata_documents import MetadataDocuments, is_metadata_document_id
@@ -57,13 +67,14 @@ class SignInBridge:
         self._browser_signer = Signer(master, "browser-state")
         self._form_signer = Signer(master, "consent-form")
         self._registrations = Registrations(Signer(master, "registered-client"), deliverable=self._deliverable)
+        self._binding = SignInBinding(Signer(master, "entra-state"), Signer(master, "entra-pkce"))
         self._documents = metadata_documents or MetadataDocuments(bridge.client_metadata_hosts)
         self._scopes = ScopeMap(settings.app_id_uri, settings.required_scopes)
         entra = f"{settings.authority_host}/{settings.tenant_id}/oauth2/v2.0"
         self._entra_authorize = f"{entra}/authorize"
         self._tokens = TokenExchange(
             resolve_client=self.resolve_client, bridge_redirect_uris=self._redirect_uris, scopes=self._scopes,
-            entra_token_endpoint=f"{entra}/token", bridge_client_id=self._client_id, post=post,
+            entra_token_endpoint=f"{entra}/token", bridge_client_id=self._client_id, binding=self._binding, post=post,
         )
 
     # -- clients ------------------------------------------------------------------------
@@ -123,40 +134,75 @@ class SignInBridge:
         except RedirectError as exc:
             log.warning("Sign-in bridge: authorize request refused: %s", exc.error)
             return _redirect(exc.location)
-        client = authorization.client
+        client, redirect_uri = authorization.client, authorization.redirect_uri
         browser = BrowserState.from_headers(request.headers, self._browser_signer)
+        fields = {k: params[k] for k in AUTHORIZE_PARAMETERS if k in params}
 
         if decision is None:
-            if browser.has_consented(client.client_id):
+            if browser.has_consented(client.client_id, redirect_uri):
                 log.info("Sign-in bridge: %s sent to Entra (consent remembered)", _describe(client))
-                return _redirect(authorization.entra_url(self._entra_authorize, self._client_id))
-            token = browser.form_token(self._form_signer, client.client_id, authorization.redirect_uri)
-            fields = {k: params[k] for k in AUTHORIZE_PARAMETERS if k in params}
+                return _redirect(self._to_entra(authorization, browser, issuer))
+            token = browser.form_token(self._form_signer, fields)
             cookie = {"Set-Cookie": browser.set_cookie(self._browser_signer)} if browser.is_new else {}
-            return pages.consent_page(client=client, redirect_uri=authorization.redirect_uri,
-                                      server_name=self._server_name, resource=resource,
-                                      action=issuer + metadata.AUTHORIZE_PATH,
+            return pages.consent_page(client=client, redirect_uri=redirect_uri, server_name=self._server_name,
+                                      resource=resource, action=issuer + metadata.AUTHORIZE_PATH,
                                       fields={**fields, "form_token": token}, headers=cookie)
 
-        # A decision needs this browser's cookie and a form token minted for it, this client and redirect URI.
-        if browser.is_new or not self._form_signer.verify_mac(form_token, browser.nonce, client.client_id,
-                                                              authorization.redirect_uri):
-            log.warning("Sign-in bridge: consent form refused (not from this browser's consent page)")
+        # A decision needs this browser's cookie and a fresh form token minted for it and these exact fields.
+        if browser.is_new or not browser.accepts_form_token(self._form_signer, form_token, fields):
+            log.warning("Sign-in bridge: consent form refused (not from this browser's consent page, or stale)")
             return pages.error_page(403, "This consent form did not come from this browser's sign-in page, or it "
-                                         "has expired.")
+                                         "has expired. Start the sign-in again from your app.")
         if decision == "deny":
             log.info("Sign-in bridge: the user denied %s", _describe(client))
-            error = RedirectError(authorization.redirect_uri, authorization.state, "access_denied",
-                                  "the user denied the request")
+            error = RedirectError(redirect_uri, authorization.state, "access_denied", "the user denied the request")
             return _redirect(error.location)
         if decision != "allow":
             return pages.error_page(400, "The consent form has no decision.")
-        browser.remember_consent(client.client_id)
+        browser.remember_consent(client.client_id, redirect_uri)
         log.info("Sign-in bridge: the user allowed %s; sent to Entra", _describe(client))
-        return _redirect(authorization.entra_url(self._entra_authorize, self._client_id),
+        return _redirect(self._to_entra(authorization, browser, issuer),
                          {"Set-Cookie": browser.set_cookie(self._browser_signer)})
 
-    def handle_token(self, request: HttpRequest, resource: str) -> HttpResponse:
+    def _to_entra(self, authorization: Authorization, browser: BrowserState, issuer: str) -> str:
+        client_id, redirect_uri = authorization.client.client_id, authorization.redirect_uri
+        flight = Flight(client_id=client_id, redirect_uri=redirect_uri, client_state=authorization.state,
+                        browser=nonce_digest(browser.nonce))
+        return entra_authorize_url(
+            self._entra_authorize, client_id=self._client_id, callback_uri=issuer + metadata.CALLBACK_PATH,
+            scopes=authorization.scopes, state=self._binding.seal(flight),
+            code_challenge=self._binding.entra_challenge(client_id, redirect_uri, authorization.code_challenge),
+        )
+
+    def handle_callback(self, request: HttpRequest) -> HttpResponse:
+        """Where Entra sends the user back: forward the code (or error) to the client, if this browser consented."""
+        if request.method.upper() != "GET":
+            return _method_not_allowed("GET")
+        params = request.query_params
+        flight = self._binding.open(params.get("state", ""))
+        if flight is None:
+            log.warning("Sign-in bridge: callback with a state this server did not issue (or expired)")
+            return pages.error_page(400, "This sign-in response was not started by this server, or it took too long. "
+                                         "Start the sign-in again from your app.")
+        browser = BrowserState.from_headers(request.headers, self._browser_signer)
+        if browser.is_new or not hmac.compare_digest(nonce_digest(browser.nonce), flight.browser):
+            # The confused-deputy attempt: a link to Entra made in another browser (or by hand) came back here.
+            log.warning("Sign-in bridge: callback refused: the sign-in was started in another browser")
+            return pages.error_page(403, "This sign-in was not started in this browser, so it was stopped here. "
+                                         "Start the sign-in again from your app.")
+        state = {"state": flight.client_state} if flight.client_state is not None else {}
+        if "error" in params:
+            answer = {"error": params["error"][:100],
+                      "error_description": params.get("error_description", "")[:1000], **state}
+            log.warning("Sign-in bridge: Entra answered %s", answer["error"][:40])
+        elif params.get("code"):
+            answer = {"code": params["code"], **state}
+            log.info("Sign-in bridge: Entra signed the user in; code forwarded to the client")
+        else:
+            return pages.error_page(400, "Microsoft Entra ID answered without a code.")
+        return _redirect(with_query(flight.redirect_uri, answer))
+
+    def handle_token(self, request: HttpRequest, issuer: str, resource: str) -> HttpResponse:
         if (preflight := _preflight(request, "POST")) is not None:
             return preflight
         if request.method.upper() != "POST":
@@ -165,7 +211,7 @@ class SignInBridge:
         if form is None:
             return _json(400, {"error": "invalid_request",
                                "error_description": f"the body must be {_FORM}, at most {MAX_BODY_BYTES} bytes"})
-        status, body = self._tokens.exchange(form, resource=resource)
+        status, body = self._tokens.exchange(form, resource=resource, callback_uri=issuer + metadata.CALLBACK_PATH)
         return _json(status, body)
 
     def handle_register(self, request: HttpRequest) -> HttpResponse:
@@ -181,7 +227,7 @@ class SignInBridge:
         try:
             metadata_request: Any = json.loads(request.body)
             registered = self._registrations.register(metadata_request)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _json(400, {"error": "invalid_client_metadata", "error_description": "the body is not JSON"})
         except RegistrationError as exc:
             log.warning("Sign-in bridge: registration refused: %s", exc.error)

@@ -7,6 +7,22 @@ from typing import Literal
 
 from shared.bridge.redirects import is_deliverable
 
+MAX_NAME_LENGTH = 100
+
+
+def display_name(value: object) -> str | None:
+    """A client-supplied name fit for the consent page, or None: printable, encodable, bounded."""
+    if not isinstance(value, str):
+        return None
+    name = " ".join(value.split())[:MAX_NAME_LENGTH]
+    if not name or not name.isprintable():
+        return None
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON escapes
+        return None
+    return name
+
 
 class ClientError(Exception):
     """The ``client_id`` names no client this bridge can serve; ``description`` says why (safe to show)."""

@@ -8,6 +8,7 @@ time limit, and keeps it for a few minutes.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import ssl
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.bridge.clients import Client, ClientError
+from shared.bridge.clients import Client, ClientError, display_name
 
 log = logging.getLogger("mcp.bridge")
 
@@ -45,10 +46,19 @@ def fetch_https(url: str) -> bytes:
         urllib.request.HTTPSHandler(context=ssl.create_default_context()), _NoRedirects()
     )
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
     with opener.open(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
         if response.status != 200:
             raise OSError(f"HTTP {response.status}")
-        body: bytes = response.read(MAX_DOCUMENT_BYTES + 1)
+        # The socket timeout bounds each read, not the whole body: a host dripping a byte at a time is cut off.
+        body = b""
+        while len(body) <= MAX_DOCUMENT_BYTES:
+            if time.monotonic() > deadline:
+                raise OSError("document took too long")
+            chunk: bytes = response.read1(4096)
+            if not chunk:
+                break
+            body += chunk
     if len(body) > MAX_DOCUMENT_BYTES:
         raise OSError("document too large")
     return body
@@ -82,7 +92,7 @@ class MetadataDocuments:
                 return cached[1]
         try:
             body = self._fetch(client_id)
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+        except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException) as exc:
             log.warning("Client metadata document unavailable from %s: %s", urlsplit(client_id).netloc,
                         type(exc).__name__)
             raise ClientError("the client's metadata document could not be fetched") from None
@@ -112,7 +122,7 @@ class MetadataDocuments:
 def _parse(client_id: str, body: bytes) -> Client:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ClientError("the client's metadata document is not JSON") from None
     if not isinstance(document, dict):
         raise ClientError("the client's metadata document is not a JSON object")
@@ -125,8 +135,5 @@ def _parse(client_id: str, body: bytes) -> Client:
     method = document.get("token_endpoint_auth_method", "none")
     if method != "none":
         raise ClientError(f"token_endpoint_auth_method {str(method)[:40]!r} is not supported (public clients only)")
-    name = document.get("client_name")
-    if not isinstance(name, str) or not name.strip():
-        name = urlsplit(client_id).netloc
-    return Client(client_id=client_id, name=name.strip()[:100], redirect_uris=tuple(redirect_uris),
-                  kind="metadata_document")
+    name = display_name(document.get("client_name")) or urlsplit(client_id).netloc
+    return Client(client_id=client_id, name=name, redirect_uris=tuple(redirect_uris), kind="metadata_document")

@@ -28,7 +28,7 @@ def _page(status: int, title: str, body: str, headers: Mapping[str, str] | None 
     document = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
                 f"<meta name=\"viewport\" content=\"width=device-width\"><style>{_STYLE}</style></head>"
                 f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
-    return HttpResponse(status, {**PAGE_HEADERS, **(headers or {})}, document.encode("utf-8"))
+    return HttpResponse(status, {**PAGE_HEADERS, **(headers or {})}, document.encode("utf-8", "replace"))
 
 
 def error_page(status: int, message: str) -> HttpResponse:

@@ -11,8 +11,9 @@ import re
 from urllib.parse import urlsplit
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-# host[:port] with nothing else: no userinfo, no stray characters a parser might read differently.
-_NETLOC = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
+# A loopback redirect URI split into host, port and the rest, on the raw string: URL parsers drop tabs and
+# newlines and an empty "?", so comparing parsed parts would call unequal strings equal.
+_LOOPBACK = re.compile(r"http://(localhost|127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?([/?].*)?", re.DOTALL)
 MAX_REDIRECT_URI_LENGTH = 2000
 
 
@@ -21,23 +22,28 @@ def is_loopback_redirect(uri: str) -> bool:
     return parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
 
 
+def without_loopback_port(uri: str) -> str:
+    """``uri`` with the port of a loopback URI removed (the form Entra and RFC 8252 compare)."""
+    match = _LOOPBACK.fullmatch(uri)
+    return f"http://{match.group(1)}{match.group(3) or ''}" if match else uri
+
+
 def redirect_matches(registered: str, requested: str) -> bool:
     """Whether ``requested`` is the ``registered`` redirect URI (loopback: on any port)."""
-    if len(requested) > MAX_REDIRECT_URI_LENGTH or "#" in requested:
+    if (len(requested) > MAX_REDIRECT_URI_LENGTH or "#" in requested or not requested.isprintable()
+            or any(ch.isspace() for ch in requested)):
         return False
     if requested == registered:
         return True
-    if not (is_loopback_redirect(registered) and requested.startswith("http://")):
+    if not is_loopback_redirect(registered):
         return False
-    want, got = urlsplit(registered), urlsplit(requested)
-    if not _NETLOC.fullmatch(got.netloc):
+    match = _LOOPBACK.fullmatch(requested)
+    if match is None:
         return False
-    try:
-        port = got.port
-    except ValueError:
+    port = match.group(2)
+    if port is not None and not 0 < int(port) < 65536:
         return False
-    return (port is None or 0 < port < 65536) and got.hostname == want.hostname and (
-        got.path, got.query) == (want.path, want.query)
+    return f"http://{match.group(1)}{match.group(3) or ''}" == registered
 
 
 def is_deliverable(requested: str, registered: tuple[str, ...] | list[str]) -> bool:

@@ -2,8 +2,8 @@
 
 Deprecated by MCP 2026-07-28 in favour of metadata documents, but it is what mcp-remote and the MCP Inspector
 use. The returned ``client_id`` carries the registered redirect URIs and name, sealed with the bridge's key, so
-any instance can read it back and nobody can alter it. Only redirect URIs the bridge can deliver to (those on
-its Entra public client, ``MCP_BRIDGE_REDIRECT_URIS``) can be registered.
+any instance can read it back and nobody can alter it. Only redirect URIs the bridge delivers to (
+``MCP_BRIDGE_REDIRECT_URIS``) can be registered.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.bridge.clients import Client, ClientError
+from shared.bridge.clients import Client, ClientError, display_name
 from shared.bridge.signing import Signer
 
 CLIENT_ID_PREFIX = "mcp-dcr."
@@ -53,18 +53,18 @@ class Registrations:
         if undeliverable:
             raise RegistrationError(
                 "invalid_redirect_uri",
-                f"redirect URI {undeliverable[0][:200]!r} is not registered on this server's sign-in app "
+                f"redirect URI {undeliverable[0][:200]!r} is not one this server returns sign-ins to "
                 "(MCP_BRIDGE_REDIRECT_URIS); loopback clients may use any port",
             )
         grants = metadata.get("grant_types", ["authorization_code"])
-        if not isinstance(grants, list) or not set(grants) <= _SUPPORTED_GRANTS or "authorization_code" not in grants:
+        if (not isinstance(grants, list) or not all(isinstance(g, str) for g in grants)
+                or not set(grants) <= _SUPPORTED_GRANTS or "authorization_code" not in grants):
             raise RegistrationError("invalid_client_metadata",
                                     "grant_types must be authorization_code, optionally with refresh_token")
         response_types = metadata.get("response_types", ["code"])
         if response_types != ["code"]:
             raise RegistrationError("invalid_client_metadata", "response_types must be [\"code\"]")
-        name = metadata.get("client_name")
-        name = name.strip()[:MAX_NAME_LENGTH] if isinstance(name, str) and name.strip() else "Unnamed client"
+        name = display_name(metadata.get("client_name")) or "Unnamed client"
         issued = int(self._clock())
         client_id = CLIENT_ID_PREFIX + self._signer.seal({"r": redirect_uris, "n": name, "t": issued})
         # Public clients only: a requested secret-based method is replaced, as RFC 7591 §3.2.1 allows.

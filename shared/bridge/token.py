@@ -1,21 +1,25 @@
 """The token endpoint: authorization-code and refresh grants, checked here and answered by Entra.
 
 The bridge holds no codes and no tokens. It checks the client, the redirect URI and ``resource`` as
-``/oauth/authorize`` did, rewrites the client ID to its own Entra public client and the scopes to Entra's full
-names, drops ``resource``, and relays Entra's answer. Codes, verifiers and tokens pass through memory only: they
+``/oauth/authorize`` did, rewrites the client ID to its own Entra public client, the redirect URI to its callback,
+the verifier to the bound one (``shared.bridge.binding``) and the scopes to Entra's full names, drops ``resource``,
+and relays Entra's answer. Codes, verifiers and tokens pass through memory only: they
 are never logged, and the answer is ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.bridge.binding import SignInBinding, s256
 from shared.bridge.clients import Client, ClientError
 from shared.bridge.redirects import is_deliverable
 from shared.bridge.scopes import ScopeError, ScopeMap
@@ -27,6 +31,8 @@ MAX_UPSTREAM_BYTES = 64 * 1024
 # What a client gets back from Entra's answer; anything else Entra adds stays here.
 _RESPONSE_FIELDS = ("token_type", "scope", "expires_in", "ext_expires_in", "access_token", "refresh_token",
                     "id_token")
+
+_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 PostForm = Callable[[str, Mapping[str, str]], tuple[int, bytes]]
 
@@ -65,6 +71,7 @@ class TokenExchange:
         scopes: ScopeMap,
         entra_token_endpoint: str,
         bridge_client_id: str,
+        binding: SignInBinding,
         post: PostForm = post_form,
     ) -> None:
         self._resolve = resolve_client
@@ -72,18 +79,19 @@ class TokenExchange:
         self._scopes = scopes
         self._endpoint = entra_token_endpoint
         self._bridge_client_id = bridge_client_id
+        self._binding = binding
         self._post = post
 
-    def exchange(self, form: Mapping[str, str], *, resource: str) -> tuple[int, dict[str, Any]]:
+    def exchange(self, form: Mapping[str, str], *, resource: str, callback_uri: str) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) for one token request; never raises for a client's mistake."""
         try:
-            upstream = self._upstream_form(form, resource=resource)
+            upstream = self._upstream_form(form, resource=resource, callback_uri=callback_uri)
         except TokenError as exc:
             log.warning("Sign-in bridge token request refused: %s", exc.error)
             return exc.status, exc.body
         return self._relay(upstream, grant=form["grant_type"])
 
-    def _upstream_form(self, form: Mapping[str, str], *, resource: str) -> dict[str, str]:
+    def _upstream_form(self, form: Mapping[str, str], *, resource: str, callback_uri: str) -> dict[str, str]:
         grant = form.get("grant_type", "")
         if grant not in ("authorization_code", "refresh_token"):
             raise TokenError(400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
@@ -108,10 +116,15 @@ class TokenExchange:
             for name in ("code", "redirect_uri", "code_verifier"):
                 if not form.get(name):
                     raise TokenError(400, "invalid_request", f"{name} is required")
-            redirect_uri = form["redirect_uri"]
+            redirect_uri, verifier = form["redirect_uri"], form["code_verifier"]
             if not client.allows_redirect(redirect_uri) or not is_deliverable(redirect_uri, self._redirects):
                 raise TokenError(400, "invalid_grant", "redirect_uri is not one of the client's")
-            upstream.update(code=form["code"], redirect_uri=redirect_uri, code_verifier=form["code_verifier"])
+            if not _VERIFIER.fullmatch(verifier):
+                raise TokenError(400, "invalid_grant", "code_verifier is malformed (RFC 7636 4.1)")
+            # Entra saw the bridge's callback and a challenge bound to this client and redirect URI: a code
+            # issued through another client, or redeemed with another verifier, fails Entra's PKCE check.
+            upstream.update(code=form["code"], redirect_uri=callback_uri,
+                            code_verifier=self._binding.entra_verifier(client_id, redirect_uri, s256(verifier)))
         else:
             if not form.get("refresh_token"):
                 raise TokenError(400, "invalid_request", "refresh_token is required")
@@ -122,7 +135,7 @@ class TokenExchange:
         try:
             status, raw = self._post(self._endpoint, upstream)
             body = json.loads(raw)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError, http.client.HTTPException) as exc:
             log.error("Sign-in bridge: Entra's token endpoint did not answer usably (%s)", type(exc).__name__)
             return 503, {"error": "temporarily_unavailable", "error_description": "Microsoft Entra ID did not answer; "
                          "try again shortly"}

@@ -276,7 +276,11 @@ class McpServer:
                                                                                    prm.resource_url(base)))
 
     def handle_token(self, request: HttpRequest) -> HttpResponse:
-        return self._bridged(request, lambda bridge, base: bridge.handle_token(request, prm.resource_url(base)))
+        return self._bridged(request, lambda bridge, base: bridge.handle_token(request, base,
+                                                                               prm.resource_url(base)))
+
+    def handle_sign_in_callback(self, request: HttpRequest) -> HttpResponse:
+        return self._bridged(request, lambda bridge, base: bridge.handle_callback(request))
 
     def handle_register(self, request: HttpRequest) -> HttpResponse:
         return self._bridged(request, lambda bridge, base: bridge.handle_register(request))
