@@ -20,7 +20,7 @@ from shared.features.schema import Param
 from shared.features.tools import ToolRegistry
 from shared.http.functions import serve
 from shared.http.pipeline import McpServer
-from test_endpoint import Handler, Reply, call_modern, handler_for, legacy, make_server
+from test_endpoint import Handler, Reply, auth, call_modern, handler_for, legacy, make_server, request, rpc
 
 registry = ToolRegistry()
 
@@ -119,6 +119,45 @@ def test_legacy_clients_send_no_param_headers(token: str, handler: Handler) -> N
                    handler=handler)
     assert reply.status == 200
     assert reply.json["result"]["content"][0]["text"] == "q in eu on shard None"
+
+
+def legacy_with(token: str, handler: Handler, arguments: dict[str, Any], version: str | None = "2025-11-25",
+                **headers: str) -> Reply:
+    all_headers = {**auth(token), **headers}
+    if version is not None:
+        all_headers["MCP-Protocol-Version"] = version
+    return request(body=rpc("tools/call", {"name": "run_query", "arguments": arguments}), headers=all_headers,
+                   handler=handler)
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18", "2025-03-26", None])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Mcp-Name": "drop_tables"},  # a gateway authorising on the name would see another tool
+        {"Mcp-Method": "tools/list"},  # ... or another method
+        {"Mcp-Param-Region": "us-east"},  # ... or route to another region
+        {"Mcp-Param-Region": "eu-west", "Mcp-Param-Shard": "7"},  # a header for an argument the body omits
+    ],
+)
+def test_legacy_routing_headers_that_disagree_with_the_body_are_refused(
+    token: str, handler: Handler, version: str | None, headers: dict[str, str]
+) -> None:
+    assert_mismatch(legacy_with(token, handler, {"region": "eu-west", "query": "q"}, version, **headers))
+
+
+def test_legacy_routing_headers_that_agree_with_the_body_are_served(token: str, handler: Handler) -> None:
+    reply = legacy_with(token, handler, {"region": "eu-west", "query": "q", "shard": 7}, **{
+        "Mcp-Method": "tools/call", "Mcp-Name": "run_query", "Mcp-Param-Region": "eu-west", "Mcp-Param-Shard": "7"})
+    assert reply.status == 200, reply.body
+    assert reply.json["result"]["content"][0]["text"] == "q in eu-west on shard 7"
+
+
+@pytest.mark.parametrize("shard", ["+7", "07", "7.0", "7e0", "\uff17"])
+def test_integer_headers_must_be_canonical_decimal(token: str, handler: Handler, shard: str) -> None:
+    reply = call(token, handler, {"region": "eu", "query": "q", "shard": 7},
+                 **{"Mcp-Param-Region": "eu", "Mcp-Param-Shard": shard})
+    assert_mismatch(reply)
 
 
 def test_the_mcp_sdk_client_keeps_the_tool_and_mirrors_the_header(server: McpServer, fake_entra: FakeEntra) -> None:

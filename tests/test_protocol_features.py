@@ -282,7 +282,7 @@ def test_url_elicitation_required_maps_to_url_mode_when_declared() -> None:
 def test_request_state_codec_expiry_binding_and_key() -> None:
     codec = RequestStateCodec(b"s" * 32, ttl_seconds=10)
     token = codec.seal({"x": 1}, binding="tools/call:a", subject="t/u", now=1000)
-    assert codec.open(token, binding="tools/call:a", subject="t/u", now=1005) == {"x": 1}
+    assert codec.open(token, binding="tools/call:a", subject="t/u", now=1005).data == {"x": 1}
     with pytest.raises(InvalidRequestState, match="expired"):
         codec.open(token, binding="tools/call:a", subject="t/u", now=1011)
     with pytest.raises(InvalidRequestState, match="another request"):

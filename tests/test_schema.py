@@ -155,7 +155,7 @@ def test_param_on_the_wrong_type_fails_early() -> None:
     with pytest.raises(TypeError, match="minimum"):
         schema_for(Annotated[str, Param(minimum=1)])
     with pytest.raises(TypeError, match="pattern"):
-        schema_for(Annotated[int, Param(pattern="x")])
+        schema_for(Annotated[int, Param(pattern="x", max_length=3)])
 
 
 def test_param_rejects_bad_values() -> None:
@@ -285,7 +285,8 @@ def test_unsupported_field_names_the_field() -> None:
 
 def test_generated_schemas_are_valid_2020_12() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    for hint in (Person, Point, Movie, int | None, tuple[int, str], set[str], Annotated[str, Param(pattern="a")]):
+    patterned = Annotated[str, Param(pattern="a", max_length=8)]
+    for hint in (Person, Point, Movie, int | None, tuple[int, str], set[str], patterned):
         jsonschema.Draft202012Validator.check_schema(schema_for(hint))
 
 

@@ -17,6 +17,14 @@ A forker writes::
 A function returns ``str`` (text), ``bytes`` (a blob), a :class:`ResourceContents` or a list of them.
 Template variables (RFC 6570 level 1, ``{name}``) arrive as ``str`` parameters. Add ``ctx: ToolContext``
 to see the caller; raise ``InputRequired`` (``shared.mrtr``) to ask the client for input.
+
+A variable is one path segment, percent-decoded once, and never a way out of it: a value that decodes to
+a ``/`` or ``\\``, a control character, or a dot segment (``.`` or ``..``, however it was encoded:
+``%2e%2e``, ``.%2E``) matches no template, so the read is answered "Resource not found" like any other
+unknown URI (-32602, or -32002 before 2026-07-28). Dot segments are refused for every template, not only
+those that look like paths: the registry cannot know that a function will not join the value into a file
+path or a downstream URL, where ``..`` climbs out of where it was meant to stay. Names that merely contain
+dots (``.hidden``, ``a..b``, ``...``) are not dot segments and resolve.
 """
 
 from __future__ import annotations
@@ -88,6 +96,8 @@ class Resource:
 
 MAX_URI_LENGTH = 2048
 _UNSAFE_VALUE = re.compile(r"[/\\\x00-\x1f\x7f]")
+# RFC 3986 section 3.3 dot segments, compared after percent-decoding.
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def _template_pattern(uri_template: str) -> re.Pattern[str]:
@@ -194,8 +204,8 @@ class ResourceRegistry:
             if match:
                 variables = {k: unquote(v) for k, v in match.groupdict().items()}
                 # Decoding must not reintroduce what the match excluded: a variable is one path
-                # segment, never "../..", a backslash path or a control character.
-                if any(_UNSAFE_VALUE.search(v) for v in variables.values()):
+                # segment, never "../..", a backslash path, a control character or a dot segment.
+                if any(v in _DOT_SEGMENTS or _UNSAFE_VALUE.search(v) for v in variables.values()):
                     raise ResourceNotFound(uri)
                 return template, variables
         raise ResourceNotFound(uri)

@@ -51,9 +51,18 @@ _SAFE_INTEGER = 2**53 - 1
 class Param:
     """Constraints and documentation for one value, used as ``Annotated[int, Param(minimum=1)]``.
 
-    ``minimum``/``maximum`` apply to numbers, ``pattern`` to strings (Python ``re.search``, so keep
-    to the regex subset JSON Schema clients also understand), ``min_length``/``max_length`` to
+    ``minimum``/``maximum`` apply to numbers, ``pattern`` to strings, ``min_length``/``max_length`` to
     strings (characters) and to lists (items).
+
+    ``pattern`` is a JSON Schema pattern: an ECMA-262 regular expression, unanchored, checked with the
+    meaning clients see (``$`` is the end of the string, ``\\d``/``\\w``/``\\b`` are ASCII, ``.`` stops
+    at line terminators, ``\\s`` is ECMA-262 white space), not Python's. Python-only syntax (``\\A``,
+    ``\\Z``, inline flags, ``(?P<name>...)``, atomic groups, possessive quantifiers) fails at start-up.
+    It needs ``max_length``: the pattern only ever runs on a string within it, which bounds what a
+    long argument can make it cost. Required rather than implied, so that no limit the forker did not
+    choose silently refuses long, valid arguments; it is advertised as ``maxLength``, so clients see it.
+    That bounds the input, not the pattern: keep patterns free of nested quantifiers such as
+    ``(a+)+``, whose cost grows exponentially even on short strings.
 
     ``header="Region"`` mirrors the value into an ``Mcp-Param-Region`` HTTP header (the 2026-07-28
     ``x-mcp-header`` extension), so gateways can route on it without reading the body. Only str, int
@@ -79,10 +88,16 @@ class Param:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise TypeError(f"Param({name}=...) must be a non-negative int")
         if self.pattern is not None:
+            if not isinstance(self.pattern, str):
+                raise TypeError("Param(pattern=...) must be a str")
             try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise TypeError(f"Param(pattern={self.pattern!r}) is not a valid regular expression: {exc}") from None
+                _compile_pattern(self.pattern)
+            except (ValueError, re.error) as exc:
+                raise TypeError(f"Param(pattern={self.pattern!r}) is not a JSON Schema (ECMA-262) regular "
+                                f"expression this server can check: {exc}") from None
+            if self.max_length is None:
+                raise TypeError(f"Param(pattern={self.pattern!r}) needs max_length=...: the pattern only runs on "
+                                "strings within it, which bounds what a long argument can make it cost")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -525,9 +540,13 @@ def _check(value: Any, schema: Mapping[str, Any] | bool, path: str, depth: int, 
         if too_long:
             errors.add(path, f"must be at most {schema['maxLength']} characters long")
         # A pattern runs only on strings within the length bounds, so max_length also bounds
-        # the cost of a pattern that backtracks.
-        elif "pattern" in schema and not _compiled(schema["pattern"]).search(value):
-            errors.add(path, f"must match the pattern {schema['pattern']!r}")
+        # the cost of a pattern that backtracks (Param requires one with a pattern).
+        elif "pattern" in schema:
+            compiled = _compiled(schema["pattern"])
+            if compiled is None:  # a hand-written schema: refuse rather than guess
+                errors.add(path, "cannot be checked against this schema's pattern")
+            elif not compiled.search(value):
+                errors.add(path, f"must match the pattern {schema['pattern']!r}")
     elif kind == "array":
         _check_array(value, schema, path, depth, errors)
     elif kind == "object":
@@ -628,8 +647,113 @@ def _list_values(values: list[Any]) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    """The pattern compiled with its JSON Schema meaning, or None when this server cannot check it."""
+    try:
+        return _compile_pattern(pattern)
+    except (ValueError, re.error):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON Schema (ECMA-262) patterns -> Python regular expressions with the same meaning
+#
+# JSON Schema says a pattern is an ECMA-262 regular expression, and that is what clients (and the model
+# reading the schema) go by. Python's `re` reads the same text differently in ways that let through what
+# the schema forbids: `$` also matches before a final newline ("ok\n" passes ^[a-z]+$), \d and \w match
+# any Unicode digit or letter, `.` matches \r and the Unicode line separators. So the server never runs
+# the text as Python: it is translated token by token (outside character classes `$` -> \Z and `.` ->
+# [^\n\r\u2028\u2029]; \s and \S -> the ECMA-262 WhiteSpace and LineTerminator set, which is neither
+# Python's Unicode set nor its ASCII one) and compiled with re.ASCII, which makes \d, \w and \b the ASCII
+# classes ECMA-262 defines. Constructs only Python has, which clients would reject or read otherwise, are
+# refused when the Param is created rather than given a meaning of our choosing.
+
+# ECMA-262 \s: WhiteSpace (TAB, VT, FF, SP, NBSP, ZWNBSP, every Zs) and LineTerminator (LF, CR, LS, PS).
+_ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_ECMA_DOT = r"[^\n\r\u2028\u2029]"
+_QUANTIFIER = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+_GROUPS = ("(?:", "(?=", "(?!", "(?<=", "(?<!")
+
+
+def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(_python_regex(pattern), re.ASCII)
+
+
+def _python_regex(pattern: str) -> str:
+    """Translate a JSON Schema pattern into a Python regex with the same meaning; ValueError if unsupported."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    quantifier = ""  # "greedy" right after a quantifier, "lazy" after its `?`: a `+` then is possessive
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 == n:
+                raise ValueError("it ends with a lone backslash")
+            escaped = pattern[i + 1]
+            if escaped == "s":
+                out.append(_ECMA_SPACE if in_class else f"[{_ECMA_SPACE}]")
+            elif escaped == "S":
+                if in_class:
+                    raise ValueError("\\S inside [...] is not supported; write the class another way")
+                out.append(f"[^{_ECMA_SPACE}]")
+            elif escaped in "AZz" and not in_class:
+                raise ValueError(f"\\{escaped} is Python syntax; JSON Schema patterns anchor with ^ and $")
+            else:
+                out.append(pattern[i:i + 2])
+            i += 2
+            quantifier = ""
+            continue
+        if in_class:
+            in_class = c != "]"
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            start = i + 2 if pattern.startswith("[^", i) else i + 1
+            if pattern.startswith("]", start):
+                raise ValueError("[] and [^] mean different things in Python and ECMA-262; write \\] for a ]")
+            out.append(pattern[i:start])
+            in_class, i, quantifier = True, start, ""
+            continue
+        if c == "(" and pattern.startswith("(?", i):
+            group = next((g for g in _GROUPS if pattern.startswith(g, i)), None)
+            if group is None:
+                raise ValueError(f"{pattern[i:i + 3]!r}... is not a group JSON Schema patterns have (no inline "
+                                 "flags, comments, named, atomic or conditional groups)")
+            out.append(group)
+            i += len(group)
+            quantifier = ""
+            continue
+        if c in "*+?":
+            if c == "+" and quantifier:
+                raise ValueError("possessive quantifiers (*+, ++, ?+, {n}+) are Python syntax")
+            quantifier = "lazy" if c == "?" and quantifier == "greedy" else "greedy"
+            out.append(c)
+            i += 1
+            continue
+        if c == "{":
+            match = _QUANTIFIER.match(pattern, i)
+            if match:
+                if quantifier:
+                    raise ValueError("a quantifier cannot follow a quantifier")
+                out.append(match.group())
+                i = match.end()
+                quantifier = "greedy"
+                continue
+            if re.match(r"\{,[0-9]+\}", pattern[i:]):
+                raise ValueError("{,n} is Python syntax; write {0,n}")
+        if c == "$":
+            out.append(r"\Z")
+        elif c == ".":
+            out.append(_ECMA_DOT)
+        else:
+            out.append(c)
+        i += 1
+        quantifier = ""
+    if in_class:
+        raise ValueError("a [ is never closed")
+    return "".join(out)
 
 
 def _json_equal(a: Any, b: Any) -> bool:

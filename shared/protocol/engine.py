@@ -17,6 +17,20 @@ Two eras are served side by side on the same endpoint:
   has ``resultType``; list results carry ``ttlMs``/``cacheScope``.
 * **2025-11-25, 2025-06-18, 2025-03-26** ("legacy"): ``initialize`` negotiates a version,
   but no state is kept, so any request may arrive first; no ``Mcp-Session-Id`` is minted.
+
+Routing headers in every era (issue 10). ``Mcp-Method``, ``Mcp-Name`` and ``Mcp-Param-*`` exist so that
+a gateway can route and authorise without reading the body, and a gateway does not know which revision a
+request speaks. So whenever one is present it must agree with the body, whatever the version: a legacy
+client sends none of them and is never bothered, while a request that names one tool in ``Mcp-Name`` and
+calls another in the body is refused in 2025-11-25 exactly as in 2026-07-28 (validating what is present
+rather than refusing the headers outright keeps clients that send them early working). Only 2026-07-28
+*requires* them. A mismatch is HTTP 400 with JSON-RPC -32020 (HeaderMismatch) in every era: the 2025
+revisions define no code for it, and one condition gets one code. Mirrored values compare as text: a
+boolean is ``true``/``false``, an integer its canonical decimal form (``10``, ``-3``; not ``+10``, ``1e1``,
+``0010``, ``10.0`` or full-width digits), so a gateway that parses the header differently from this
+server cannot be steered. A header for an argument the body omits (or sends as null), or one no parameter
+of the tool declares, mirrors nothing and is a mismatch too. A JSON-RPC batch (2025-03-26 only) carries
+several messages that one set of headers cannot describe: a batch with routing headers is refused whole.
 """
 
 from __future__ import annotations
@@ -73,6 +87,8 @@ CACHE_SCOPE = "private"
 
 # Methods whose request names a target that the Mcp-Name header must mirror.
 _NAMED_TARGET = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+# Lower-case prefix of the headers that mirror tool arguments (x-mcp-header).
+_PARAM_PREFIX = "mcp-param-"
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -186,6 +202,10 @@ class McpEngine:
                          status=400),
                 None,
             )
+        if any(_is_routing_header(name) for name in h):
+            # One Mcp-Method/Mcp-Name/Mcp-Param-* set cannot describe several messages (see the module doc).
+            return _error_response(_mismatch("routing headers describe one message; a batch carries several"),
+                                   None)
         results = []
         for message in messages:
             _, payload = self._handle_message(message, h, caller, downstream, in_batch=True)
@@ -257,8 +277,8 @@ class McpEngine:
         request = Request(method=method, params=params, info=info, caller=caller, downstream=downstream,
                           log_level=log_level)
         try:
-            if modern and method == "tools/call":
-                self._check_tool_headers(params, h)
+            if method == "tools/call":
+                self._check_tool_headers(params, h, required=modern)
             result = route.handler(self, request)
         except RpcError as exc:
             return _error(exc, request_id)
@@ -290,6 +310,8 @@ class McpEngine:
             version = DEFAULT_LEGACY_VERSION if header_version is None else header_version
             if version not in LEGACY_VERSIONS:
                 raise _unsupported(version)
+            # Not required before 2026-07-28, but a gateway may have routed on them: held to the body.
+            _check_routing_headers(method, params, h, required=False)
             return RequestInfo(protocol_version=version, client_info={}, client_capabilities={})
 
         if meta_version is None:
@@ -310,21 +332,7 @@ class McpEngine:
         if client_info is not None and not isinstance(client_info, dict):
             raise RpcError(INVALID_PARAMS, f"Invalid params: {META_CLIENT_INFO} must be an object", status=400)
 
-        header_method = h.get("mcp-method")
-        if header_method is None:
-            raise _mismatch("the Mcp-Method header is required")
-        if header_method != method:
-            raise _mismatch("the Mcp-Method header does not match the body's method")
-        target_field = _NAMED_TARGET.get(method)
-        if target_field is not None:
-            header_name = h.get("mcp-name")
-            if header_name is None:
-                raise _mismatch("the Mcp-Name header is required for " + method)
-            decoded = decode_header_value(header_name)
-            if decoded is None:
-                raise _mismatch("the Mcp-Name header is malformed")
-            if decoded != params.get(target_field):
-                raise _mismatch(f"the Mcp-Name header does not match the body's {target_field}")
+        _check_routing_headers(method, params, h, required=True)
         return RequestInfo(
             protocol_version=meta_version,
             client_info=client_info or {},
@@ -336,15 +344,17 @@ class McpEngine:
     def capabilities(self, *, legacy: bool = False) -> dict[str, Any]:
         return methods.capabilities(self, legacy=legacy)
 
-    def _check_tool_headers(self, params: Mapping[str, Any], h: Mapping[str, str]) -> None:
-        """2026-07-28 tools/call: the tool's Mcp-Param-* headers must mirror its arguments.
+    def _check_tool_headers(self, params: Mapping[str, Any], h: Mapping[str, str], *, required: bool) -> None:
+        """tools/call, any era: the tool's Mcp-Param-* headers must mirror its arguments.
 
-        Checked only for a known tool, so an invalid or unknown name stays the method's own error.
+        Required in 2026-07-28 (for each argument the body carries), checked when present before; see the
+        module docstring. Checked only for a known tool, so an invalid or unknown name stays the method's
+        own error.
         """
         name = params.get("name")
         tool = self.tools.get(name) if isinstance(name, str) else None
         if tool is not None:
-            _check_param_headers(tool.definition.get("inputSchema"), params.get("arguments"), h)
+            _check_param_headers(tool.definition.get("inputSchema"), params.get("arguments"), h, required=required)
 
 
 def _header_params(schema: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str, Any]]:
@@ -364,33 +374,91 @@ def _header_params(schema: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tu
         yield from _header_params(prop, (*path, key))
 
 
-def _check_param_headers(schema: Any, arguments: Any, h: Mapping[str, str]) -> None:
-    """Mcp-Param-{Name} headers must mirror the body's values (400, -32020, on any mismatch)."""
+def _check_routing_headers(method: str, params: Mapping[str, Any], h: Mapping[str, str], *, required: bool) -> None:
+    """Mcp-Method and Mcp-Name must agree with the body (400, -32020); ``required`` in 2026-07-28 only.
+
+    Mcp-Param-* headers are checked against the tool's arguments by ``_check_param_headers``; on any other
+    method there is no parameter for them to mirror.
+    """
+    header_method = h.get("mcp-method")
+    if header_method is None:
+        if required:
+            raise _mismatch("the Mcp-Method header is required")
+    elif header_method != method:
+        raise _mismatch("the Mcp-Method header does not match the body's method")
+    target_field = _NAMED_TARGET.get(method)
+    if target_field is not None:
+        header_name = h.get("mcp-name")
+        if header_name is None:
+            if required:
+                raise _mismatch("the Mcp-Name header is required for " + method)
+        else:
+            decoded = decode_header_value(header_name)
+            if decoded is None:
+                raise _mismatch("the Mcp-Name header is malformed")
+            if decoded != params.get(target_field):
+                raise _mismatch(f"the Mcp-Name header does not match the body's {target_field}")
+    if method != "tools/call" and any(name.startswith(_PARAM_PREFIX) for name in h):
+        raise _mismatch(f"Mcp-Param-* headers mirror tool arguments; {method[:100]} has none")
+
+
+def _is_routing_header(name: str) -> bool:
+    return name in ("mcp-method", "mcp-name") or name.startswith(_PARAM_PREFIX)
+
+
+def _check_param_headers(schema: Any, arguments: Any, h: Mapping[str, str], *, required: bool = True) -> None:
+    """Mcp-Param-{Name} headers must mirror the body's values (400, -32020, on any mismatch).
+
+    ``required`` (2026-07-28): each argument the body carries needs its header. Before that a header is
+    only checked when present. In every era a header must name one of the tool's mirrored parameters and
+    that parameter must have a value in the body: a header for an omitted or null argument mirrors nothing.
+    """
+    declared: set[str] = set()
     for path, header, kind in _header_params(schema):
+        name = _PARAM_PREFIX + header.lower()
+        declared.add(name)
         value: Any = arguments
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
-        raw = h.get("mcp-param-" + header.lower())
-        if value is None:
-            continue  # The client omits the header for absent or null values.
+        raw = h.get(name)
         if raw is None:
-            raise _mismatch(f"the Mcp-Param-{header} header is required")
+            if value is not None and required:
+                raise _mismatch(f"the Mcp-Param-{header} header is required")
+            continue  # The client omits the header for absent or null values.
+        if value is None:
+            raise _mismatch(f"the Mcp-Param-{header} header mirrors an argument the body does not carry")
         if any(not (c == "\t" or " " <= c <= "~") for c in raw):
             raise _mismatch(f"the Mcp-Param-{header} header contains invalid characters")
         decoded = decode_header_value(raw)
         if decoded is None:
             raise _mismatch(f"the Mcp-Param-{header} header is malformed")
-        if isinstance(value, bool):
-            matches = decoded == ("true" if value else "false")
-        elif isinstance(value, int) and kind != "string":
-            try:
-                matches = float(decoded) == value
-            except ValueError:
-                matches = False
-        else:
-            matches = isinstance(value, str) and decoded == value
-        if not matches:
+        expected = _header_text(value, kind)
+        if expected is None or decoded != expected:
             raise _mismatch(f"the Mcp-Param-{header} header does not match the body")
+    for name in h:
+        if name.startswith(_PARAM_PREFIX) and name not in declared:
+            raise _mismatch(f"the {name[:100]} header names no parameter of this tool")
+
+
+def _header_text(value: Any, kind: Any) -> str | None:
+    """The one text a client may send to mirror ``value`` (before sentinel encoding), or None if none can.
+
+    Comparing text rather than parsed numbers leaves no second reading for a gateway to disagree on:
+    ``+10``, ``1e1``, ``0010``, ``10.0``, ``1_0`` and full-width digits are not ``10``.
+    """
+    if kind is None:  # only hand-written schemas; registration requires a type
+        kind = {bool: "boolean", int: "integer", float: "integer"}.get(type(value), "string")
+    if kind == "boolean":
+        return ("true" if value else "false") if isinstance(value, bool) else None
+    if kind == "integer":
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))  # 10.0 is the integer 10 in JSON Schema; the header is still "10"
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _log_level(params: Mapping[str, Any]) -> str | None:

@@ -124,7 +124,7 @@ def _tools_call(server: Server, request: Request) -> dict[str, Any]:
     if server.tools.get(name) is None:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}")
     return run_with_input(server.request_state, request, f"tools/call:{name}",
-                          lambda ctx: server.tools.call(name, arguments, ctx))
+                          lambda ctx: server.tools.call(name, arguments, ctx), arguments)
 
 
 # -- resources -----------------------------------------------------------------------
@@ -147,6 +147,7 @@ def _resources_read(server: Server, request: Request) -> dict[str, Any]:
     except ResourceNotFound:
         code = INVALID_PARAMS if request.modern else LEGACY_RESOURCE_NOT_FOUND
         raise RpcError(code, "Resource not found", data={"uri": uri}) from None
+    # A read has no arguments: the URI (its template variables included) is the binding itself.
     return run_with_input(server.request_state, request, f"resources/read:{uri}",
                           lambda ctx: server.resources.read(uri, ctx))
 
@@ -172,7 +173,7 @@ def _prompts_get(server: Server, request: Request) -> dict[str, Any]:
         except PromptArgumentError as exc:
             raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}") from None
 
-    return run_with_input(server.request_state, request, f"prompts/get:{name}", run)
+    return run_with_input(server.request_state, request, f"prompts/get:{name}", run, arguments)
 
 
 def _complete(server: Server, request: Request) -> dict[str, Any]:

@@ -5,12 +5,18 @@ sealed as ``v1.<key id>.<payload>.<HMAC-SHA256>`` (base64url parts), where the s
 
 * ``b`` - what it was issued for (``tools/call:<name>``, ``prompts/get:<name>``, ``resources/read:<uri>``),
 * ``s`` - who it was issued to (the caller's tenant and object ID), so another user cannot replay it,
+* ``a`` - a digest of the request's arguments (SHA-256 of their canonical JSON: sorted keys, no spaces),
+  so a round answered for one set of arguments cannot be replayed with another ("transfer 10?" answered
+  yes, then retried as a transfer of 10,000),
+* ``k`` - the keys of the input requests the round issued: answers under any other key were never asked
+  for, and ``shared.protocol.input_rounds`` drops them,
 * ``e`` - an expiry (Unix seconds),
 * ``d`` - the function's own state.
 
-It is signed, not encrypted: the client can read it. The key must be the same on every instance of the
-app (it scales out); ``MCP_REQUEST_STATE_KEY`` supplies one, otherwise each process makes its own and
-state issued by another instance is treated as stale (the round trip starts again).
+It is signed, not encrypted: the client can read it (hence a digest of the arguments, never the
+arguments). The key must be the same on every instance of the app (it scales out); ``MCP_REQUEST_STATE_KEY``
+supplies one, otherwise each process makes its own and state issued by another instance is treated as stale
+(the round trip starts again). So is state sealed before ``a``/``k`` existed: its round simply starts again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import hmac
 import json
 import os
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_TTL_SECONDS = 10 * 60
@@ -33,7 +41,28 @@ class InvalidRequestState(ValueError):
 
 
 class StaleRequestState(InvalidRequestState):
-    """The state was sealed with a key this process does not hold (another instance, or a rotated key)."""
+    """The state was sealed with a key this process does not hold (another instance, or a rotated key),
+    or by an earlier version of this server: not an attack, the round trip just starts again."""
+
+
+@dataclass(frozen=True)
+class OpenedState:
+    """A verified ``requestState``: the function's own state and the input-request keys its round issued."""
+
+    data: Any
+    keys: frozenset[str]
+
+
+def arguments_digest(arguments: Any) -> str:
+    """SHA-256 (base64url) of the canonical JSON of ``arguments``: sorted keys, no spaces, ASCII escapes.
+
+    Raises ValueError for what JSON cannot carry (the engine only ever passes parsed JSON).
+    """
+    try:
+        text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, RecursionError) as exc:
+        raise ValueError(f"the arguments are not canonical JSON: {type(exc).__name__}") from None
+    return _b64(hashlib.sha256(text.encode("ascii")).digest())
 
 
 def _b64(data: bytes) -> str:
@@ -55,17 +84,21 @@ class RequestStateCodec:
         self._kid = _b64(hashlib.sha256(b"mcp-request-state-kid\0" + key).digest()[:6])
         self.ttl_seconds = ttl_seconds
 
-    def seal(self, data: Any, *, binding: str, subject: str, now: float | None = None) -> str:
+    def seal(self, data: Any, *, binding: str, subject: str, arguments: Any = None, keys: Iterable[str] = (),
+             now: float | None = None) -> str:
+        """Seal ``data`` for one caller, target and set of arguments; ``keys`` are the input requests issued."""
         issued = time.time() if now is None else now
         payload = json.dumps(
-            {"b": binding, "s": subject, "e": int(issued) + self.ttl_seconds, "d": data},
+            {"b": binding, "s": subject, "a": arguments_digest(arguments), "k": sorted(set(keys)),
+             "e": int(issued) + self.ttl_seconds, "d": data},
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str,
         ).encode("utf-8")
         body = f"v1.{self._kid}.{_b64(payload)}"
         return f"{body}.{self._mac(body)}"
 
-    def open(self, token: Any, *, binding: str, subject: str, now: float | None = None) -> Any:
-        """Return the function's state; raise InvalidRequestState (or StaleRequestState)."""
+    def open(self, token: Any, *, binding: str, subject: str, arguments: Any = None,
+             now: float | None = None) -> OpenedState:
+        """Verify ``token`` for this caller, target and ``arguments``; raise InvalidRequestState (or Stale...)."""
         if not isinstance(token, str) or len(token) > MAX_STATE_CHARS:
             raise InvalidRequestState("requestState must be a string issued by this server")
         parts = token.split(".")
@@ -88,7 +121,13 @@ class RequestStateCodec:
             raise InvalidRequestState("requestState was issued to another caller")
         if payload.get("b") != binding:
             raise InvalidRequestState("requestState was issued for another request")
-        return payload.get("d")
+        keys = payload.get("k")
+        if not isinstance(payload.get("a"), str) or not isinstance(keys, list):
+            # Sealed (with this key) by a version that bound neither arguments nor keys: start again.
+            raise StaleRequestState("requestState was issued by an earlier version of this server")
+        if not hmac.compare_digest(payload["a"], arguments_digest(arguments)):
+            raise InvalidRequestState("requestState was issued for other arguments")
+        return OpenedState(payload.get("d"), frozenset(k for k in keys if isinstance(k, str)))
 
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest())
