@@ -6,7 +6,7 @@ decide when and how to call it. Add a ``ctx: ToolContext`` parameter to see who 
 Raise ``ToolError("...")`` to tell the model what went wrong.
 """
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from shared import graph
 from shared.tools import ToolAnnotations, ToolContext, ToolRegistry
@@ -21,11 +21,14 @@ class Identity(TypedDict):
     tid: str
     scopes: list[str]
     client_app_id: str
+    kind: Literal["user", "app"]
+    roles: list[str]
 
 
 @tools.tool(annotations=ToolAnnotations(title="Who am I", read_only_hint=True, open_world_hint=False))
 def whoami(ctx: ToolContext) -> Identity:
-    """Return the signed-in caller's identity as verified from the access token."""
+    """Return the caller's identity as verified from the access token: a signed-in user (kind "user"), or an
+    application such as an agent calling as itself (kind "app": no name or scopes, oid is its service principal)."""
     claims = ctx.caller.claims
     return Identity(
         name=claims.get("name", ""),
@@ -34,6 +37,8 @@ def whoami(ctx: ToolContext) -> Identity:
         tid=claims.get("tid", ""),
         scopes=sorted(ctx.caller.scopes),
         client_app_id=ctx.caller.client_app_id,
+        kind=ctx.caller.kind,
+        roles=sorted(ctx.caller.roles),
     )
 
 

@@ -40,6 +40,12 @@ param enableSignInBridge bool = empty(customDomain)
 @description('Development environment (azd: MCP_DEVELOPMENT_ENVIRONMENT). Pre-authorizes and allows the Azure CLI, a public client with device-code sign-in (a phishing route, and pre-authorization removes the consent screen), and registers http://localhost:7071/consent for `func start`. Off by default; keep it off in production.')
 param developmentEnvironment bool = false
 
+@description('Agents and daemons that call the server as themselves (app-only tokens, README "Agents as callers"): their application (client) IDs, added to ENTRA_ALLOWED_CLIENT_IDS but never pre-authorized for the delegated scope.')
+param agentClientIds array = []
+
+@description('The same agents\' service principal object IDs: each is assigned the Tools.Execute.All app role.')
+param agentServicePrincipalIds array = []
+
 @description('Client applications pre-authorized for the user_impersonation scope AND allowed by the server (ENTRA_ALLOWED_CLIENT_IDS). Default: VS Code. The sign-in bridge\'s client joins when the bridge is on, the Azure CLI with developmentEnvironment. The one place to add a client.')
 param allowedClientApplicationIds array = [
   'aebc6443-996d-45c2-90f0-388ff96faa56' // Visual Studio Code
@@ -70,9 +76,22 @@ param maximumInstanceCount int = 100
 @minValue(0)
 param alwaysReadyInstanceCount int = 0
 
+// Generated once by azd and kept in the environment (.azure/<env>/config.json), so it survives later
+// provisions: it signs MRTR requestState and the sign-in bridge's registered client IDs and consent
+// cookies, which a new key on every deployment would invalidate. 44 letters and digits are valid
+// base64 for 33 bytes. No Bicep default: a default would stop azd from generating (and keeping) it.
 @secure()
-@description('HMAC key (base64, 32+ bytes) sealing MCP multi round-trip requestState so any instance can verify it. The default is new on every deployment, which only restarts round trips in flight.')
-param requestStateKey string = base64('${newGuid()}${newGuid()}')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 44
+      noSpecial: true
+    }
+  }
+})
+@description('HMAC key (base64, 32+ bytes) sealing MCP requestState and the sign-in bridge\'s client IDs and cookies, the same on every instance and deployment.')
+param requestStateKey string
 
 @description('Resource group name; empty for rg-{environmentName}.')
 param resourceGroupName string = ''
@@ -198,6 +217,9 @@ var signInBridgeClientId = enableSignInBridge ? signInBridge!.outputs.clientId :
 // With the bridge on it includes the bridge's client ID, which tokens obtained through the
 // bridge carry as azp; in a development environment the Azure CLI. union() drops duplicates.
 var clientApplicationIds = union(allowedClientApplicationIds, developmentEnvironment ? [azureCliClientId] : [], enableSignInBridge ? [signInBridgeClientId] : [])
+// What the server admits (ENTRA_ALLOWED_CLIENT_IDS): those clients, plus agents calling as themselves,
+// which have nothing to do with the delegated scope and so are not pre-authorized for it.
+var serverClientIds = union(clientApplicationIds, agentClientIds)
 
 module entraApp 'modules/entra-app.bicep' = {
   name: 'entra-app'
@@ -213,6 +235,7 @@ module entraApp 'modules/entra-app.bicep' = {
     localConsentRedirectUri: developmentEnvironment
     tags: appRegistrationTags
     serviceManagementReference: serviceManagementReference
+    agentServicePrincipalIds: agentServicePrincipalIds
   }
 }
 
@@ -226,7 +249,8 @@ module appSettings 'modules/app-settings.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     tenantId: tenant().tenantId
     entraClientId: entraApp.outputs.clientId
-    allowedClientIds: clientApplicationIds
+    allowedClientIds: serverClientIds
+    appRoles: entraApp.outputs.appRoles
     appIdUri: entraApp.outputs.appIdUri
     publicBaseUrl: hasCustomDomain ? publicBaseUrl : ''
     bridgeClientId: signInBridgeClientId
@@ -290,7 +314,7 @@ output MCP_URL string = '${publicBaseUrl}/mcp'
 output ENTRA_TENANT_ID string = tenant().tenantId
 output ENTRA_CLIENT_ID string = entraApp.outputs.clientId
 output ENTRA_APP_ID_URI string = entraApp.outputs.appIdUri
-output ENTRA_ALLOWED_CLIENT_IDS string = join(clientApplicationIds, ',')
+output ENTRA_ALLOWED_CLIENT_IDS string = join(serverClientIds, ',')
 output ENTRA_APP_OBJECT_ID string = entraApp.outputs.objectId
 output ENTRA_APP_UNIQUE_NAME string = appRegistrationUniqueName
 // The sign-in bridge's public client; empty when the bridge is off.

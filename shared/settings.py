@@ -19,14 +19,15 @@ from urllib.parse import urlsplit
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_REQUIRED_SCOPES = ("user_impersonation",)
 DEFAULT_GRAPH_API_BASE_URL = "https://graph.microsoft.com/v1.0"
-# The redirect URIs registered on the sign-in bridge's Entra public client (infra/modules/entra-bridge-app.bicep
-# registers exactly these). Entra ignores the port of a loopback redirect URI on a public client, so the loopback
-# entries carry none: any port the client picks is accepted.
+# The MCP clients' redirect URIs the sign-in bridge returns sign-ins to (each client must also list the one it
+# uses). Loopback entries carry no port: any port the client picks is accepted (RFC 8252). Entra never sees
+# these: it returns to the bridge's own callback (shared/bridge/binding.py says why).
 DEFAULT_BRIDGE_REDIRECT_URIS = (
     "http://127.0.0.1/",
     "http://127.0.0.1/callback",
     "http://localhost/callback",
     "http://localhost/oauth/callback",
+    "http://127.0.0.1/oauth/callback",
     "https://vscode.dev/redirect",
     "https://claude.ai/api/mcp/auth_callback",
 )
@@ -37,6 +38,7 @@ REQUIRED_SETTINGS = ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT
 OPTIONAL_SETTINGS = (
     "ENTRA_APP_ID_URI",
     "MCP_REQUIRED_SCOPES",
+    "MCP_APP_ROLES",
     "MCP_PUBLIC_BASE_URL",
     "MCP_ALLOWED_ORIGINS",
     "AZURE_AUTHORITY_HOST",
@@ -54,6 +56,9 @@ OPTIONAL_SETTINGS = (
 SETTING_NAMES = REQUIRED_SETTINGS + OPTIONAL_SETTINGS
 
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+# An Entra app role value (the roles claim): no spaces, at most 120 characters; kept to characters that need no
+# quoting in a challenge's error_description or a log line.
+_ROLE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
 _APP_ID_URI_RE = re.compile(r"(api|https)://[A-Za-z0-9._~:/-]+")
 _PLACEHOLDER_GUID = "00000000-0000-0000-0000-000000000000"
 # The signing key behind requestState and the sign-in bridge: HMAC-SHA256 wants at least 32 bytes.
@@ -129,6 +134,8 @@ class Settings:
     # HMAC key for MRTR requestState, shared by all instances; None: a per-process random key.
     request_state_key: bytes | None = field(default=None, repr=False)
     bridge: BridgeSettings = BridgeSettings()
+    # MCP_APP_ROLES: app roles that admit an application calling as itself (app-only token); empty: none is.
+    app_roles: tuple[str, ...] = ()
 
     @property
     def issuer(self) -> str:
@@ -212,6 +219,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"must be short scope names such as user_impersonation (got {', '.join(bad_scopes)})"
         )
 
+    app_roles = tuple(dict.fromkeys(_split(get("MCP_APP_ROLES"))))
+    bad_roles = [r for r in app_roles if not _ROLE_RE.match(r)]
+    if bad_roles:
+        problems["MCP_APP_ROLES"] = (
+            "must be app role values such as Tools.Execute.All: letters, digits and . _ : - only "
+            f"(got {', '.join(r[:60] for r in bad_roles[:3])})"
+        )
+    elif not app_roles and get("MCP_APP_ROLES"):
+        # Only separators: probably a mistake, and it would silently refuse every app-only caller.
+        problems["MCP_APP_ROLES"] = "lists no app role (leave it unset to refuse app-only tokens)"
+
     public_base_url = None
     if get("MCP_PUBLIC_BASE_URL"):
         public_base_url = _origin(get("MCP_PUBLIC_BASE_URL"), "MCP_PUBLIC_BASE_URL", problems)
@@ -277,6 +295,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         graph_api_base_url=graph,
         request_state_key=request_state_key,
         bridge=bridge,
+        app_roles=app_roles,
     )
 
 

@@ -35,6 +35,7 @@ ALLOWED_ORIGINS = "http://localhost:6274"  # the MCP Inspector's default origin
 _CLEARED_ENV = (
     "ENTRA_APP_ID_URI",
     "MCP_REQUIRED_SCOPES",
+    "MCP_APP_ROLES",
     "MCP_PUBLIC_BASE_URL",
     "WEBSITE_HOSTNAME",
     "OBO_MANAGED_IDENTITY_CLIENT_ID",

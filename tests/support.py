@@ -98,6 +98,7 @@ def private_server(
     validator = TokenValidator(
         tenant_id=settings.tenant_id, audience=settings.client_id, issuer=settings.issuer,
         allowed_client_ids=settings.allowed_client_ids, required_scopes=settings.required_scopes, keys=keys,
+        app_roles=settings.app_roles,
     )
     return McpServer(settings, registry or forker_tools, validator=validator), keys
 

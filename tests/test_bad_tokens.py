@@ -4,6 +4,11 @@
 actually receives for it through ``function_app``'s registered ``/mcp`` function: the status, the RFC 6750 /
 RFC 9728 challenge (or deliberately none), a small OAuth error body, and never an echo of the token.
 Every row is one distinct attack or mistake; ``CORPUS`` is imported by the log-hygiene suite too.
+
+The corpus runs twice: against the registered function (MCP_APP_ROLES unset: app-only tokens refused) and against
+a server that admits applications by app role (MCP_APP_ROLES=Tools.Execute.All), where the same answers must hold:
+admitting agents must not open a door for any bad token, nor for an app-only or user token that merely looks
+like an admitted agent.
 """
 
 from __future__ import annotations
@@ -17,11 +22,30 @@ from typing import Any
 
 import pytest
 
+from conftest import settings_env
 from fake_entra import VSCODE_CLIENT_ID, FakeEntra, b64url, foreign_private_key
-from support import BASE, OTHER_CLIENT, PRM_PATH, Reply, assert_well_formed, auth, legacy, request, rpc
+from shared.entra.tokens import TokenValidator
+from shared.http.pipeline import McpServer
+from shared.settings import load_settings
+from support import (
+    BASE,
+    OTHER_CLIENT,
+    PRM_PATH,
+    Handler,
+    Reply,
+    assert_well_formed,
+    auth,
+    handler_for,
+    legacy,
+    request,
+    rpc,
+)
+from tools import tools as forker_tools
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+# The app role the second server admits applications by (MCP_APP_ROLES); the app-only rows below carry it.
+APP_ROLE = "Tools.Execute.All"
 
 
 @dataclass(frozen=True)
@@ -115,6 +139,12 @@ def _form_body(fake: FakeEntra) -> Attempt:
                    secrets=(token,))
 
 
+def _v1_app_only(fake: FakeEntra) -> Attempt:
+    sp = fake.service_principal_oid(VSCODE_CLIENT_ID)
+    return bearer(fake.mint_v1(scopes=None, claims={"idtyp": "app", "roles": [APP_ROLE], "oid": sp, "sub": sp},
+                               remove=["name", "upn", "unique_name"]))
+
+
 def _huge_header(fake: FakeEntra) -> Attempt:
     return Attempt("Bearer " + "A" * (1024 * 1024))
 
@@ -160,6 +190,30 @@ CORPUS: list[Case] = [
     Case("missing-scope", lambda f: bearer(f.mint(scopes="Files.Read")), 403, "insufficient_scope",
          "insufficient_scope"),
     Case("no-scp-claim", lambda f: bearer(f.mint(scopes=None)), 403, "insufficient_scope", "insufficient_scope"),
+    # -- app-only tokens (agents, daemons) and look-alikes: refused with or without MCP_APP_ROLES
+    Case("app-only-client-not-allowed", lambda f: bearer(f.mint_app_only([APP_ROLE], client_id=OTHER_CLIENT)), 403,
+         None, "access_denied"),
+    Case("app-only-no-roles", lambda f: bearer(f.mint_app_only([])), 403, "insufficient_scope", "insufficient_scope"),
+    Case("app-only-role-in-other-case", lambda f: bearer(f.mint_app_only([APP_ROLE.lower()])), 403,
+         "insufficient_scope", "insufficient_scope"),
+    Case("app-only-roles-claim-a-string", lambda f: bearer(f.mint_app_only(claims={"roles": APP_ROLE})), 403,
+         "insufficient_scope", "insufficient_scope"),
+    Case("app-only-with-scp", lambda f: bearer(f.mint(claims={"idtyp": "app", "roles": [APP_ROLE]})), 403,
+         "insufficient_scope", "insufficient_scope"),
+    Case("idtyp-app-not-a-string", lambda f: bearer(f.mint_app_only([APP_ROLE], claims={"idtyp": ["app"]})), 403,
+         "insufficient_scope", "insufficient_scope"),
+    Case("no-idtyp-sub-not-oid", lambda f: bearer(f.mint_app_only([APP_ROLE], remove=["idtyp"],
+                                                                  claims={"sub": f.pairwise_sub("mallory")})),
+         403, "insufficient_scope", "insufficient_scope"),
+    Case("user-token-with-the-app-role-no-scp", lambda f: bearer(f.mint(scopes=None, claims={"roles": [APP_ROLE]})),
+         403, "insufficient_scope", "insufficient_scope"),
+    Case("app-only-expired", lambda f: bearer(f.mint_app_only([APP_ROLE], expires_in=-3600)), 401, "invalid_token",
+         "invalid_token"),
+    Case("app-only-forged", lambda f: bearer(f.mint_app_only([APP_ROLE], key=foreign_private_key())), 401,
+         "invalid_token", "invalid_token"),
+    Case("app-only-other-tenant", lambda f: bearer(f.mint_app_only([APP_ROLE], claims={"tid": OTHER_TENANT})), 401,
+         "invalid_token", "invalid_token"),
+    Case("app-only-v1", _v1_app_only, 401, "invalid_token", "invalid_token"),
     # -- algorithm and keys
     Case("alg-none", lambda f: bearer(f.mint(alg="none")), 401, "invalid_token", "invalid_token"),
     Case("alg-none-signature-kept", lambda f: bearer(f.mint(headers={"alg": "none"})), 401, "invalid_token",
@@ -210,13 +264,32 @@ CORPUS: list[Case] = [
 ]
 
 
-def send(attempt: Attempt, body: Any = None) -> Reply:
+def send(attempt: Attempt, body: Any = None, *, handler: Handler | None = None) -> Reply:
+    """``attempt`` against the registered ``/mcp`` function, or against ``handler``."""
     headers: dict[str, str | None] = {"Authorization": attempt.authorization, "Content-Type": attempt.content_type,
                                       **attempt.extra_headers}
     if attempt.body is not None:
-        return request(raw=attempt.body, headers=headers, params=attempt.params)
+        return request(raw=attempt.body, headers=headers, params=attempt.params, handler=handler)
     return request(body=body or rpc("tools/call", {"name": "whoami", "arguments": {}}), headers=headers,
-                   params=attempt.params)
+                   params=attempt.params, handler=handler)
+
+
+def app_roles_server(fake: FakeEntra) -> Handler:
+    """The forker's tools behind a server that admits applications holding APP_ROLE (MCP_APP_ROLES)."""
+    settings = load_settings({**settings_env(fake), "MCP_APP_ROLES": APP_ROLE})
+    return handler_for(McpServer(settings, forker_tools, validator=TokenValidator.from_settings(settings)))
+
+
+@pytest.fixture(scope="module", params=["registered", "with-app-roles"])
+def server(request: pytest.FixtureRequest, fake_entra: FakeEntra) -> Handler | None:
+    """None: the registered function (MCP_APP_ROLES unset); else a server with MCP_APP_ROLES set."""
+    return None if request.param == "registered" else app_roles_server(fake_entra)
+
+
+def test_the_server_with_app_roles_does_admit_an_agent(fake_entra: FakeEntra) -> None:
+    # Otherwise the second run of the corpus would prove nothing.
+    reply = send(bearer(fake_entra.mint_app_only([APP_ROLE])), handler=app_roles_server(fake_entra))
+    assert reply.status == 200 and reply.json["result"]["structuredContent"]["kind"] == "app"
 
 
 def test_the_corpus_is_large_and_distinct() -> None:
@@ -231,9 +304,10 @@ def expected_scope(fake_entra: FakeEntra) -> str:
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.id for c in CORPUS])
-def test_bad_token_is_refused_with_the_right_answer(case: Case, fake_entra: FakeEntra, expected_scope: str) -> None:
+def test_bad_token_is_refused_with_the_right_answer(case: Case, fake_entra: FakeEntra, expected_scope: str,
+                                                    server: Handler | None) -> None:
     attempt = case.make(fake_entra)
-    reply = send(attempt)
+    reply = send(attempt, handler=server)
 
     assert reply.status == case.status, (reply.status, reply.body)
     assert_well_formed(reply, allowed={case.status})
@@ -260,13 +334,13 @@ def test_bad_token_is_refused_with_the_right_answer(case: Case, fake_entra: Fake
 
 
 @pytest.mark.parametrize("case", [c for c in CORPUS if c.status != 400], ids=lambda c: c.id)
-def test_no_method_is_reachable_with_a_bad_token(case: Case, fake_entra: FakeEntra) -> None:
+def test_no_method_is_reachable_with_a_bad_token(case: Case, fake_entra: FakeEntra, server: Handler | None) -> None:
     # Refusal happens before the protocol engine: not even ping, initialize or a notification gets through.
     attempt = case.make(fake_entra)
     for body in (rpc("ping"), rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
                                                  "clientInfo": {"name": "t", "version": "1"}}),
                  rpc("notifications/initialized", id=None)):
-        reply = send(attempt, body)
+        reply = send(attempt, body, handler=server)
         assert reply.status == case.status, (reply.status, body["method"])
 
 

@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
+from conftest import settings_env
 from fake_entra import VSCODE_CLIENT_ID, FakeEntra, aadsts_error, foreign_private_key
 from fake_graph import FakeGraph
 from shared.downstream.obo import OnBehalfOfService
+from shared.entra.tokens import TokenValidator
 from shared.http.pipeline import McpServer
+from shared.settings import load_settings
 from support import (
     JWT_LIKE,
     Clock,
@@ -328,3 +331,41 @@ def test_a_500_after_authentication_still_names_the_caller(fake_entra: FakeEntra
     lines = request_log_lines(logs.records)
     assert len(lines) == 1 and _fields(lines[0])["oid"] == fake_entra.user_oid("alice")
     assert any(r.exc_info and "downstream factory bug" in str(r.exc_info[1]) for r in logs.records)
+
+
+# -- attacker-chosen text never passes for a log field -------------------------------------------------------------
+
+FORGED_FIELDS = "x status=200 oid=admin"
+
+
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        (lambda f: f.mint(key=foreign_private_key(), headers={"kid": FORGED_FIELDS}), 401),
+        (lambda f: f.mint(headers={"alg": f"RS256 {FORGED_FIELDS}"}), 401),
+        (lambda f: f.mint(headers={"alg": {"x": FORGED_FIELDS}}), 401),
+        # Signed by the tenant, still text its client chose or could influence: encoded just the same.
+        (lambda f: f.mint(claims={"ver": FORGED_FIELDS}), 401),
+        (lambda f: f.mint(client_id=FORGED_FIELDS), 403),
+        (lambda f: f.mint_app_only([FORGED_FIELDS]), 403),
+    ],
+    ids=["kid", "alg", "alg-object", "ver", "client", "app-roles"],
+)
+def test_token_text_cannot_forge_log_fields(fake_entra: FakeEntra, make: Callable[[FakeEntra], str],
+                                           status: int) -> None:
+    # With MCP_APP_ROLES set, so that the app-role refusal (which names the token's roles) is covered too.
+    handler = handler_for(make_server(fake_entra, forker_tools, validator=TokenValidator.from_settings(
+        load_settings({**settings_env(fake_entra), "MCP_APP_ROLES": "Tools.Execute.All"}))))
+    with capture_all_logs() as logs:
+        reply = legacy(make(fake_entra), "tools/list", handler=handler)
+    assert reply.status == status
+    [line] = request_log_lines(logs.records)
+    assert _fields(line)["oid"] == "-" and _fields(line)["status"] == str(status)  # the real fields
+    refusals = [r.getMessage() for r in logs.records if r.getMessage().startswith("Token refused")]
+    assert len(refusals) == 1, refusals
+    for record in logs.records:
+        message = record.getMessage()
+        if record is line:
+            continue
+        assert " oid=admin" not in message and " status=200" not in message, message
+    assert "%20status%3D200" in refusals[0], refusals[0]  # still there for the operator, percent-encoded

@@ -654,3 +654,27 @@ def test_consent_url_shape() -> None:
         "&scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read+https%3A%2F%2Fgraph.microsoft.com%2FMail.Read"
         "&prompt=consent&response_mode=query&redirect_uri=https%3A%2F%2Fmcp.contoso.com%2Fconsent"
     )
+
+
+# ---- on-behalf-of is for users only (app-only callers: tests/test_app_callers.py end to end) -------------------------
+def test_an_app_only_assertion_is_refused_before_any_exchange(entra: FakeEntra, graph: FakeGraph) -> None:
+    import asyncio
+
+    from shared.downstream.obo import APP_CALLER_MESSAGE
+    from shared.features.tools import ToolError
+
+    service = OnBehalfOfService.from_settings(obo_settings(entra, graph), budget=FAST)
+    for assertion in (entra.mint_app_only(["Tools.Execute.All"]), entra.mint_app_only(remove=["idtyp"]),
+                      "not-a-token", "a.b.c"):  # unreadable: refused too, never sent to Entra
+        downstream = service.for_assertion(assertion, public_base=BASE, expires_at=time.time() + 600)
+        assert downstream.for_a_user is False
+        with pytest.raises(ToolError) as caught:
+            downstream.get_token(graph_scope(graph))
+        assert str(caught.value) == APP_CALLER_MESSAGE
+        with pytest.raises(ToolError):
+            asyncio.run(downstream.get_token_async(graph_scope(graph)))
+    assert entra.obo_calls == 0 and service.cached_credentials == 0
+
+    user = service.for_assertion(entra.mint(user="alice", claims={"roles": ["Tools.Execute.All"]}), public_base=BASE)
+    assert user.for_a_user is True and user.get_token(graph_scope(graph))
+    assert entra.obo_calls == 1

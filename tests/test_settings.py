@@ -61,6 +61,7 @@ def test_minimal_settings_and_defaults() -> None:
     assert s.website_hostname is None
     assert s.obo.mode is None
     assert s.graph_api_base_url == "https://graph.microsoft.com/v1.0"
+    assert s.app_roles == ()  # app-only tokens are refused unless MCP_APP_ROLES names a role
 
 
 @pytest.mark.parametrize("name", REQUIRED_SETTINGS)
@@ -178,6 +179,54 @@ def test_required_scopes_parsing(value: str, expected: tuple[str, ...]) -> None:
 )
 def test_bad_required_scopes_are_refused(value: str) -> None:
     assert "MCP_REQUIRED_SCOPES" in problems_for(base_env(MCP_REQUIRED_SCOPES=value))
+
+
+# -- app roles that admit applications (MCP_APP_ROLES) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Tools.Execute.All", ("Tools.Execute.All",)),
+        ("Tools.Execute.All,Tools.Read.All", ("Tools.Execute.All", "Tools.Read.All")),
+        (" Tools.Execute.All  Tools.Read.All ,", ("Tools.Execute.All", "Tools.Read.All")),
+        ("A,B,A", ("A", "B")),  # duplicates once, order kept
+        ("mcp:invoke,Agent_Tools-1", ("mcp:invoke", "Agent_Tools-1")),
+        ("", ()),
+    ],
+)
+def test_app_roles_parsing(value: str, expected: tuple[str, ...]) -> None:
+    s = load_settings(base_env(MCP_APP_ROLES=value))
+    assert s.app_roles == expected
+    # App roles are never delegated scopes: the scopes a client is told to request stay the delegated ones.
+    assert s.required_scopes == ("user_impersonation",) and s.full_scopes == (f"api://{CLIENT}/user_impersonation",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'Tools"Execute',
+        "Tools\\Execute",
+        "Tools=Execute",
+        "x" * 121,
+        "Tools.Execute.All,caf\u00e9",
+        f"api://{CLIENT}/Tools.Execute.All",
+        ",",
+        " , ",
+    ],
+)
+def test_bad_app_roles_are_refused(value: str) -> None:
+    problems = problems_for(base_env(MCP_APP_ROLES=value))
+    assert set(problems) == {"MCP_APP_ROLES"}, problems
+
+
+def test_app_roles_problem_is_named_with_the_others() -> None:
+    problems = problems_for(base_env(MCP_APP_ROLES="a=b", MCP_REQUIRED_SCOPES="a b\"c"))
+    assert {"MCP_APP_ROLES", "MCP_REQUIRED_SCOPES"} <= set(problems)
+
+
+def test_app_roles_longest_allowed() -> None:
+    assert load_settings(base_env(MCP_APP_ROLES="x" * 120)).app_roles == ("x" * 120,)
 
 
 # -- public base URL, origins, authority --------------------------------------------------------------
@@ -356,6 +405,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_setting_names_vocabulary() -> None:
     assert "AZURE_CLIENT_ID" not in SETTING_NAMES  # azure-identity reads it for the managed identity
     assert set(REQUIRED_SETTINGS) == {"ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_ALLOWED_CLIENT_IDS"}
+    assert "MCP_APP_ROLES" in SETTING_NAMES
 
 
 # -- start-up ---------------------------------------------------------------------------------------

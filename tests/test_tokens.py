@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from conftest import settings_env
 from fake_entra import AZURE_CLI_CLIENT_ID, VSCODE_CLIENT_ID, FakeEntra, b64url, foreign_private_key
 from shared.entra.keys import JwksCache, KeyFetchError
+from shared.entra.logsafe import log_value
 from shared.entra.tokens import (
     DEFAULT_LEEWAY_SECONDS,
     MAX_TOKEN_LENGTH,
@@ -24,12 +26,15 @@ from shared.entra.tokens import (
     Refusal,
     TokenError,
     TokenValidator,
+    is_app_only,
+    kind_of_validated_token,
 )
 from shared.settings import load_settings
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 OTHER_CLIENT = "9b1a7f0e-0c4c-4f55-9e39-3c8d2f6a1b2c"
+APP_ROLE = "Tools.Execute.All"
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,7 @@ def test_valid_token_gives_the_principal(validator: TokenValidator, fake_entra: 
     assert principal.scopes == frozenset({"user_impersonation"})
     assert principal.roles == frozenset()
     assert not principal.is_app_only
+    assert principal.kind == "user" and not principal.is_app
     with pytest.raises(TypeError):
         principal.claims["oid"] = "someone else"  # type: ignore[index]
     assert token not in repr(principal)
@@ -205,10 +211,161 @@ def test_client_not_allowed(validator: TokenValidator, fake_entra: FakeEntra) ->
 
 
 def test_app_only_token_needs_a_user(validator: TokenValidator, fake_entra: FakeEntra) -> None:
+    # Without MCP_APP_ROLES (the validator's default: no app roles), as before.
     exc = refused(validator, fake_entra.mint_app_only(), Refusal.INSUFFICIENT_SCOPE)
-    assert "delegated" in exc.description
-    # idtyp=app wins even if the token carries an scp claim.
+    assert "delegated" in exc.description and "MCP_APP_ROLES" in exc.detail
+    refused(validator, fake_entra.mint_app_only([APP_ROLE]), Refusal.INSUFFICIENT_SCOPE)
+    # idtyp=app wins even if the token carries an scp claim: it is never taken for a user.
     refused(validator, fake_entra.mint(claims={"idtyp": "app"}), Refusal.INSUFFICIENT_SCOPE)
+
+
+# -- applications calling as themselves (MCP_APP_ROLES) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_validator(fake_entra: FakeEntra, validator: TokenValidator) -> TokenValidator:
+    s = load_settings({**settings_env(fake_entra), "MCP_APP_ROLES": f"{APP_ROLE},Tools.Read.All"})
+    return TokenValidator.from_settings(s, keys=validator._keys)
+
+
+def test_app_only_token_with_an_admitted_role(app_validator: TokenValidator, fake_entra: FakeEntra) -> None:
+    principal = app_validator.validate(fake_entra.mint_app_only([APP_ROLE, "Other"], client_id=AZURE_CLI_CLIENT_ID))
+    assert principal.kind == "app" and principal.is_app and principal.is_app_only
+    assert principal.oid == fake_entra.service_principal_oid(AZURE_CLI_CLIENT_ID)
+    assert principal.client_app_id == AZURE_CLI_CLIENT_ID
+    assert principal.roles == frozenset({APP_ROLE, "Other"}) and principal.scopes == frozenset()
+    assert principal.name == "" and principal.preferred_username == ""
+    assert app_validator.validate(fake_entra.mint_app_only(["Tools.Read.All"])).is_app
+
+
+def test_app_only_token_without_an_admitted_role(app_validator: TokenValidator, fake_entra: FakeEntra) -> None:
+    for roles in ([], ["Other"], [APP_ROLE.upper()], [f" {APP_ROLE}"]):
+        exc = refused(app_validator, fake_entra.mint_app_only(roles), Refusal.INSUFFICIENT_SCOPE)
+        assert exc.description == (
+            f"the app-only token lacks an app role this server admits: {APP_ROLE} or Tools.Read.All"
+        )
+    refused(app_validator, fake_entra.mint_app_only(claims={"roles": APP_ROLE}), Refusal.INSUFFICIENT_SCOPE)
+    refused(app_validator, fake_entra.mint_app_only(claims={"roles": {APP_ROLE: True}}), Refusal.INSUFFICIENT_SCOPE)
+
+
+def test_app_only_token_from_a_client_not_allowed(app_validator: TokenValidator, fake_entra: FakeEntra) -> None:
+    refused(app_validator, fake_entra.mint_app_only([APP_ROLE], client_id=OTHER_CLIENT), Refusal.CLIENT_NOT_ALLOWED)
+
+
+def test_app_only_token_with_scp_is_refused(app_validator: TokenValidator, fake_entra: FakeEntra) -> None:
+    exc = refused(app_validator, fake_entra.mint(claims={"idtyp": "app", "roles": [APP_ROLE]}),
+                  Refusal.INSUFFICIENT_SCOPE)
+    assert "delegated scopes" in exc.description
+
+
+def test_app_only_token_without_idtyp_falls_back_to_oid_equal_sub(app_validator: TokenValidator,
+                                                                 fake_entra: FakeEntra) -> None:
+    assert app_validator.validate(fake_entra.mint_app_only([APP_ROLE], remove=["idtyp"])).kind == "app"
+    # oid != sub (a user's pairwise sub): not an application, and without scp not a user either.
+    token = fake_entra.mint_app_only([APP_ROLE], remove=["idtyp"], claims={"sub": fake_entra.pairwise_sub("x")})
+    assert "scope" in refused(app_validator, token, Refusal.INSUFFICIENT_SCOPE).description
+
+
+@pytest.mark.parametrize("claims", [{"roles": [APP_ROLE]}, {"roles": [APP_ROLE], "idtyp": "user"},
+                                    {"roles": [APP_ROLE], "idtyp": "device"}])
+def test_user_token_with_the_role_is_never_an_app(app_validator: TokenValidator, fake_entra: FakeEntra,
+                                                  claims: dict[str, Any]) -> None:
+    with_scp = app_validator.validate(fake_entra.mint(claims=claims))
+    assert with_scp.kind == "user" and APP_ROLE in with_scp.roles
+    refused(app_validator, fake_entra.mint(scopes=None, claims=claims), Refusal.INSUFFICIENT_SCOPE)
+
+
+def test_delegated_tokens_are_unchanged_with_app_roles(app_validator: TokenValidator, fake_entra: FakeEntra) -> None:
+    assert app_validator.validate(fake_entra.mint()).kind == "user"
+    refused(app_validator, fake_entra.mint(scopes="Files.Read"), Refusal.INSUFFICIENT_SCOPE)
+    refused(app_validator, fake_entra.mint(client_id=OTHER_CLIENT), Refusal.CLIENT_NOT_ALLOWED)
+
+
+def test_many_app_roles_keep_the_description_short(fake_entra: FakeEntra, validator: TokenValidator) -> None:
+    roles = [f"Role{i}.{'x' * 100}" for i in range(20)]
+    many = TokenValidator(tenant_id=fake_entra.tenant_id, audience=fake_entra.api_client_id,
+                          issuer=fake_entra.issuer, allowed_client_ids=[VSCODE_CLIENT_ID], required_scopes=[],
+                          app_roles=roles, keys=validator._keys)
+    exc = refused(many, fake_entra.mint_app_only(["x " * 50] * 30), Refusal.INSUFFICIENT_SCOPE)
+    assert "Role0." in exc.description and "Role3." not in exc.description and "another" in exc.description
+    assert len(exc.detail) < 400 and " x " not in exc.detail
+
+
+@pytest.mark.parametrize(
+    ("claims", "app"),
+    [
+        ({"idtyp": "app"}, True),
+        ({"idtyp": "app", "scp": "x"}, True),  # refused by the validator, but never a user
+        ({"idtyp": "user", "oid": "a", "sub": "a"}, False),
+        ({"idtyp": "device"}, False),
+        ({"idtyp": ["app"]}, False),
+        ({"idtyp": None, "oid": "a", "sub": "a"}, True),  # a JSON null is as good as absent
+        ({"oid": "a", "sub": "a"}, True),
+        ({"oid": "a", "sub": "a", "scp": "x"}, False),
+        ({"oid": "a", "sub": "a", "scp": ""}, False),
+        ({"oid": "a", "sub": "b"}, False),
+        ({"oid": "", "sub": ""}, False),
+        ({"oid": 1, "sub": 1}, False),
+        ({"roles": ["Tools.Execute.All"]}, False),
+        ({}, False),
+    ],
+)
+def test_is_app_only(claims: dict[str, Any], app: bool) -> None:
+    assert is_app_only(claims) is app
+    assert Principal(claims=claims).kind == ("app" if app else "user")
+
+
+def test_kind_of_validated_token(fake_entra: FakeEntra) -> None:
+    assert kind_of_validated_token(fake_entra.mint()) == "user"
+    assert kind_of_validated_token(fake_entra.mint_app_only()) == "app"
+    assert kind_of_validated_token(fake_entra.mint(scopes=None, claims={"roles": [APP_ROLE]})) == "user"
+    for garbage in ("", "a.b", "a.b.c.d", "x.!!!.y", "x." + b64url(b"[1]") + ".y", "x." + b64url(b"{") + ".y"):
+        assert kind_of_validated_token(garbage) is None
+
+
+# -- what refusals log: encoded, so attacker-chosen text cannot pass for a log field --------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda f: f.mint(key=foreign_private_key(), headers={"kid": "x status=200 oid=admin"}), "kid="),
+        (lambda f: f.mint(headers={"alg": "RS256 status=200 oid=admin"}), "alg="),
+        (lambda f: f.mint(headers={"alg": {"a": "b status=200 oid=admin"}}), "alg="),
+        (lambda f: f.mint(claims={"ver": "2.0 status=200 oid=admin"}), "ver="),
+        (lambda f: f.mint(client_id="x status=200 oid=admin\nforged"), "client app "),
+        (lambda f: f.mint_app_only(["x status=200 oid=admin"]), "roles="),
+    ],
+    ids=["kid", "alg", "alg-object", "ver", "client", "roles"],
+)
+def test_refusal_details_encode_what_the_token_chose(fake_entra: FakeEntra, validator: TokenValidator,
+                                                    make: Callable[[FakeEntra], str], needle: str) -> None:
+    s = load_settings({**settings_env(fake_entra), "MCP_APP_ROLES": APP_ROLE})
+    strict = TokenValidator.from_settings(s, keys=validator._keys)
+    with pytest.raises(TokenError) as caught:
+        strict.validate(make(fake_entra))
+    detail = caught.value.detail
+    assert needle in detail, detail
+    value = detail.split(needle, 1)[1].split(" ", 1)[0]
+    assert re.fullmatch(r"[A-Za-z0-9._~%,-]+", value) and "%20status%3D200" in value, detail
+    assert " oid=" not in detail and " status=" not in detail and "\n" not in detail and "'" not in detail
+
+
+def test_log_value() -> None:
+    assert log_value("aB3._~-") == "aB3._~-"
+    assert log_value("x status=200 oid=admin") == "x%20status%3D200%20oid%3Dadmin"
+    assert log_value(None) == "-" and log_value(42) == "42" and log_value("") == ""
+    assert log_value(["a"]) == "%5B%27a%27%5D"
+    assert log_value("a\r\nb\x00") == "a%0D%0Ab%00"
+    assert log_value("\ud800") == "%ED%A0%80"  # a lone surrogate from a JSON escape: encoded, not an exception
+    assert log_value("%41") == "%2541"  # unambiguous: an encoded-looking value is encoded again
+    assert log_value("a" * 100) == "a" * 64 + "..."
+    assert log_value("a" * 100, 10) == "a" * 10 + "..."
+    cut = log_value("x" * 63 + " ")  # an escape that does not fit is dropped whole, never cut in half
+    assert cut == "x" * 63 + "..."
+    for text in ("é" * 50, " =" * 200, "\n" * 100, "\u2028" * 30):
+        logged = log_value(text)
+        assert len(logged) <= 64 + 3 and re.fullmatch(r"[A-Za-z0-9._~%-]+", logged), logged
 
 
 @pytest.mark.parametrize("scopes", [None, "", "Files.Read", "user_impersonation2", "user_impersonation.all",

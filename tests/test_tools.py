@@ -1071,6 +1071,8 @@ def test_whoami() -> None:
         "tid": "t-1",
         "scopes": ["Mail.Read", "user_impersonation"],
         "client_app_id": "c",
+        "kind": "user",
+        "roles": [],
     }
     assert result == {"content": [{"type": "text", "text": json.dumps(expected)}], "structuredContent": expected}
 
@@ -1086,6 +1088,8 @@ def test_whoami_v1_appid_and_missing_claims() -> None:
         "tid": "",
         "scopes": [],
         "client_app_id": "v1",
+        "kind": "user",
+        "roles": [],
     }
 
 
@@ -1103,6 +1107,8 @@ def test_whoami_definition() -> None:
         "tid",
         "scopes",
         "client_app_id",
+        "kind",
+        "roles",
     ]
     assert forker_tools.whoami.__name__ == "whoami"  # the decorator returned the plain function
 

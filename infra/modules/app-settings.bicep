@@ -37,6 +37,9 @@ param publicBaseUrl string = ''
 @description('Client ID of the sign-in bridge\'s public client app registration; empty when the bridge is off.')
 param bridgeClientId string = ''
 
+@description('App roles that admit an application calling as itself (MCP_APP_ROLES); the API app registration defines them.')
+param appRoles array = []
+
 @secure()
 @description('HMAC key for MCP requestState (base64).')
 param requestStateKey string
@@ -61,6 +64,8 @@ var mcpSettings = {
   // Secretless on-behalf-of: the managed identity's token is the app registration's client assertion.
   OBO_MANAGED_IDENTITY_CLIENT_ID: identityClientId
   MCP_REQUEST_STATE_KEY: requestStateKey
+  // An agent still needs its client ID in ENTRA_ALLOWED_CLIENT_IDS and the role granted (agentServicePrincipalIds).
+  MCP_APP_ROLES: join(appRoles, ',')
 }
 
 // Without a custom domain the code derives its public URL from WEBSITE_HOSTNAME.

@@ -35,6 +35,9 @@ param tags array = []
 @description('Service management reference (e.g. a Service Tree ID) required by some tenants\' app management policy; empty to leave it unset.')
 param serviceManagementReference string = ''
 
+@description('Object IDs of the service principals (agents, daemons) to assign the Tools.Execute.All app role to; empty by default.')
+param agentServicePrincipalIds array = []
+
 var tenantId = tenant().tenantId
 // api://{tenantId}/{name} needs no self-reference to the appId and is accepted by the
 // default tenant identifier-URI policy (which rejects most other api:// forms).
@@ -44,6 +47,9 @@ var identifierUris = empty(customDomain) ? [apiIdentifierUri] : [apiIdentifierUr
 // Deterministic, so re-deployments keep the same scope ID (a changed ID would invalidate
 // pre-authorizations and existing consents).
 var userImpersonationScopeId = guid(tenantId, uniqueName, 'user_impersonation')
+// The app role that admits an application calling as itself (MCP_APP_ROLES; README "Agents as callers").
+var toolsExecuteAllRole = 'Tools.Execute.All'
+var toolsExecuteAllRoleId = guid(tenantId, uniqueName, toolsExecuteAllRole)
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 var graphUserReadScopeId = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
 // Token exchange audience of Entra ID in the public cloud, the only cloud the Graph Bicep
@@ -64,6 +70,20 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
   owners: {
     relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]
   }
+  // For applications only: a user token never carries this role, and an app-only token is never
+  // mistaken for a user's (the code decides from idtyp/scp, not from roles).
+  appRoles: [
+    {
+      id: toolsExecuteAllRoleId
+      value: toolsExecuteAllRole
+      displayName: 'Call the MCP server tools as an application'
+      description: 'Allows an application (an agent or a daemon) to call the MCP server tools as itself, without a signed-in user.'
+      allowedMemberTypes: [
+        'Application'
+      ]
+      isEnabled: true
+    }
+  ]
   api: {
     // v2 tokens: iss .../{tenant}/v2.0, aud = client ID, client in azp; the code accepts only these.
     requestedAccessTokenVersion: 2
@@ -121,9 +141,17 @@ resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
   appId: app.appId
 }
 
+// The role granted to each listed agent (an admin's application-permission grant, done here once).
+resource agentRoleAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for agent in agentServicePrincipalIds: {
+  appRoleId: toolsExecuteAllRoleId
+  principalId: agent
+  resourceId: servicePrincipal.id
+}]
+
 output clientId string = app.appId
 output objectId string = app.id
 output servicePrincipalId string = servicePrincipal.id
 output apiIdentifierUri string = apiIdentifierUri
 output appIdUri string = empty(customDomain) ? apiIdentifierUri : customIdentifierUri
 output userImpersonationScopeId string = userImpersonationScopeId
+output appRoles array = [toolsExecuteAllRole]

@@ -19,6 +19,8 @@ Why the shape below:
 * **Bounded time.** azure-core's own retries sleep for any ``Retry-After`` the server sends, however long,
   so they are off; this module retries itself with short per-attempt timeouts inside a total budget,
   far below the Functions HTTP limit of 230 s, and then fails with a ToolError the user can read.
+* **Users only.** On-behalf-of needs a user: an application calling as itself (an app-only token, admitted by
+  ``MCP_APP_ROLES``) gets a ToolError before any token request, never an exchange Entra would refuse anyway.
 * **Lazy imports.** azure-identity (and so MSAL, azure-core) is imported on the first exchange, not at
   start-up: cold starts of apps whose tools never call downstream APIs stay fast.
 
@@ -42,6 +44,7 @@ from urllib.parse import urlsplit
 
 from shared.downstream.consent import consent_url
 from shared.downstream.retry import RetryBudget, parse_retry_after, try_again_hint
+from shared.entra.tokens import kind_of_validated_token
 from shared.features.tools import ClaimsChallengeError, ToolError, UrlElicitationRequired
 from shared.settings import DEFAULT_GRAPH_API_BASE_URL, OboCredentialSettings, Settings, SettingsError
 
@@ -52,7 +55,8 @@ log = logging.getLogger("mcp.obo")
 
 # RetryBudget and parse_retry_after live in shared.downstream.retry; they stay importable from here
 # (from_settings takes a budget).
-__all__ = ["OnBehalfOfService", "RetryBudget", "UserDownstream", "is_microsoft_authority", "parse_retry_after"]
+__all__ = ["APP_CALLER_MESSAGE", "OnBehalfOfService", "RetryBudget", "UserDownstream", "is_microsoft_authority",
+           "parse_retry_after"]
 
 # The audience Entra expects in a managed identity token used as a federated identity credential.
 MANAGED_IDENTITY_ASSERTION_SCOPE = "api://AzureADTokenExchange/.default"
@@ -80,6 +84,12 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
 _EXPIRY_MARGIN_SECONDS = 300
 # Used when the caller does not say when the assertion expires (the pipeline always does).
 _DEFAULT_ENTRY_TTL_SECONDS = 600
+
+# What a tool reports when an application calling as itself (app-only token) asks for an on-behalf-of token.
+APP_CALLER_MESSAGE = (
+    "This tool calls another API on behalf of the signed-in user, but the caller is an application using its own "
+    "identity (an app-only token), so there is no user to act for. Call it with a user's (delegated) token."
+)
 
 # Entra error codes (AADSTS...) grouped by what the user or the operator can do about them.
 _CONSENT_CODES = frozenset({65001, 65004})
@@ -412,6 +422,18 @@ class UserDownstream:
         self._public_base = public_base
         self._expires_at = expires_at
         self._login_hint = login_hint
+        self._for_a_user: bool | None = None  # decided on the first get_token: most requests never ask
+
+    @property
+    def for_a_user(self) -> bool:
+        """Whether the assertion is a user's (delegated) token, the only kind on-behalf-of can exchange.
+
+        The pipeline validated the assertion before this object existed, so its payload is read, not re-verified;
+        the decision is the validator's own (``shared.entra.tokens.is_app_only``), so the two never disagree.
+        """
+        if self._for_a_user is None:
+            self._for_a_user = kind_of_validated_token(self._assertion) == "user"
+        return self._for_a_user
 
     @property
     def graph_base_url(self) -> str:
@@ -424,6 +446,8 @@ class UserDownstream:
         return self._service.budget
 
     def get_token(self, *scopes: str) -> str:
+        """A downstream token for ``scopes`` on behalf of the caller; ToolError when the caller is an application."""
+        self._refuse_applications()
         return self._service.get_token(self._assertion, tuple(scopes), public_base=self._public_base,
                                        expires_at=self._expires_at, login_hint=self._login_hint)
 
@@ -431,7 +455,13 @@ class UserDownstream:
         """:meth:`get_token` for async tools: the exchange runs in a worker thread, the event loop stays free."""
         import asyncio  # here, like shared.callables.run_awaitable: only async tools need it
 
+        self._refuse_applications()  # before the thread hop: nothing to wait for
         return await asyncio.to_thread(self.get_token, *scopes)
+
+    def _refuse_applications(self) -> None:
+        if not self.for_a_user:
+            log.warning("On-behalf-of refused: the caller is an application (app-only token); no token request made")
+            raise ToolError(APP_CALLER_MESSAGE)
 
     def __repr__(self) -> str:
         return "UserDownstream(<assertion hidden>)"

@@ -23,6 +23,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
+from shared.entra.logsafe import log_value
+
 log = logging.getLogger("mcp.auth.jwks")
 
 FetchJson = Callable[[str], Mapping[str, Any]]
@@ -150,7 +152,7 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, RSAPublicKey]:
             numbers = RSAPublicNumbers(_b64url_int(e), _b64url_int(n))
             keys[kid] = numbers.public_key()
         except ValueError:
-            log.warning("Ignoring a malformed key in the key document (kid=%s)", kid[:64])
+            log.warning("Ignoring a malformed key in the key document (kid=%s)", log_value(kid))
     if not keys:
         raise KeyFetchError("the key document has no usable RSA signing key")
     return keys

@@ -28,6 +28,11 @@ def protected_resource_metadata(
     resource_name: str,
     documentation: str | None = None,
 ) -> dict[str, Any]:
+    """The RFC 9728 document. ``scopes`` are the full delegated scopes a user's client requests.
+
+    Never app roles (MCP_APP_ROLES): ``scopes_supported`` lists what a client may put in ``scope``, while an
+    application calling as itself requests ``<app ID URI>/.default`` and holds its roles by assignment.
+    """
     document: dict[str, Any] = {
         "resource": resource,
         "authorization_servers": [authorization_server],

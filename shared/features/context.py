@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from shared.features.errors import ToolError
 from shared.features.mrtr import InputRequest, client_supports
@@ -26,7 +26,13 @@ NO_DOWNSTREAM_MESSAGE = (
 
 
 class Caller(Protocol):
-    """The verified caller. ``shared.entra.tokens.Principal`` satisfies this structurally."""
+    """The verified caller: a signed-in user (delegated token) or an application calling as itself (app-only token).
+
+    ``shared.entra.tokens.Principal`` satisfies this structurally. An application (a daemon, a Foundry agent, an Entra
+    agent identity) has no scopes, no name and no user: it is admitted by an app role (``MCP_APP_ROLES``), its
+    ``oid`` is its service principal's object ID and ``client_app_id`` its application (client) ID. Tools that act
+    for a person should check ``is_app``; on-behalf-of (``ToolContext.downstream_token``) refuses applications.
+    """
 
     @property
     def claims(self) -> Mapping[str, Any]: ...
@@ -38,17 +44,30 @@ class Caller(Protocol):
 
     @property
     def roles(self) -> frozenset[str]:
-        """App roles granted to the caller."""
+        """App roles: for an application, those granted to it; for a user, the user's own app-role assignments."""
         ...
 
     @property
     def oid(self) -> str:
-        """The caller's Entra object ID (``oid``); empty when the token has none."""
+        """The caller's Entra object ID (``oid``): the user's, or the application's service principal's."""
         ...
 
     @property
     def client_app_id(self) -> str:
-        """The client application that obtained the token (``azp``, or ``appid`` in v1 tokens)."""
+        """The client application that obtained the token (``azp``, or ``appid`` in v1 tokens).
+
+        For an application calling as itself, this is the application itself.
+        """
+        ...
+
+    @property
+    def kind(self) -> Literal["user", "app"]:
+        """``"user"`` for a signed-in user (delegated token), ``"app"`` for an application calling as itself."""
+        ...
+
+    @property
+    def is_app(self) -> bool:
+        """True when ``kind`` is ``"app"``: there is no signed-in user behind this call."""
         ...
 
 
@@ -97,7 +116,8 @@ class ToolContext:
     def downstream_token(self, *scopes: str) -> str:
         """A token for a downstream API, e.g. ``ctx.downstream_token("https://graph.microsoft.com/User.Read")``.
 
-        Raises ToolError (shown to the model) when the server has no on-behalf-of credential.
+        Raises ToolError (shown to the model) when the server has no on-behalf-of credential, and, with
+        on-behalf-of, when the caller is an application (``ctx.caller.is_app``): there is no user to act for.
         """
         if self.downstream is None:
             raise ToolError(NO_DOWNSTREAM_MESSAGE)
@@ -106,7 +126,7 @@ class ToolContext:
     async def downstream_token_async(self, *scopes: str) -> str:
         """:meth:`downstream_token` for async tools: the token exchange never blocks the event loop.
 
-        Raises ToolError (shown to the model) when the server has no on-behalf-of credential.
+        Raises ToolError (shown to the model) like :meth:`downstream_token`.
         """
         downstream = self.downstream
         if downstream is None:

@@ -90,6 +90,7 @@ class McpServer:
             issuer=settings.issuer,
             allowed_client_ids=settings.allowed_client_ids,
             required_scopes=settings.required_scopes,
+            app_roles=settings.app_roles,
             keys=JwksCache(settings.openid_configuration_url),
         )
         self._downstream = downstream
