@@ -332,3 +332,35 @@ def test_the_bridge_is_imported_on_its_first_request(entra: FakeEntra) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_an_unknown_client_asking_for_json_gets_invalid_client(entra: FakeEntra) -> None:
+    # mcp-remote probes /authorize with Accept: application/json and registers again on invalid_client.
+    server = bridged_server(entra)
+    stale = "mcp-dcr.eyJyIjpbXX0.bm90LW91cnM"
+    query = "/oauth/authorize?response_type=code&client_id=" + stale + "&redirect_uri=http://127.0.0.1:1/callback"
+    as_json = server.handle_authorize(get(query, accept="application/json"))
+    assert as_json.status == 401 and as_json.json["error"] == "invalid_client"
+    in_a_browser = server.handle_authorize(get(query, accept="text/html,application/xhtml+xml,*/*"))
+    assert in_a_browser.status == 400 and in_a_browser.headers["Content-Type"].startswith("text/html")
+
+
+def test_the_prompt_goes_to_entra_and_nothing_else_does(entra: FakeEntra) -> None:
+    from shared.bridge.authorize import check_authorization, entra_authorize_url
+    from shared.bridge.clients import Client
+    from shared.bridge.scopes import ScopeMap
+
+    client = Client("c", "C", ("http://127.0.0.1/callback",), "registered")
+    params = {"response_type": "code", "client_id": "c", "redirect_uri": "http://127.0.0.1:5/callback",
+              "code_challenge": "x" * 43, "code_challenge_method": "S256", "login_hint": "x", "domain_hint": "y"}
+    for prompt, sent in (("select_account", "select_account"), ("login", "login"), ("evil", None), (None, None)):
+        request = {**params, **({"prompt": prompt} if prompt else {})}
+        authorization = check_authorization(request, resolve_client=lambda _: client,
+                                            bridge_redirect_uris=("http://127.0.0.1/callback",),
+                                            resource="r", scopes=ScopeMap("api://a", ["s"]))
+        url = entra_authorize_url("https://e/authorize", client_id="b", callback_uri="cb",
+                                  scopes=authorization.scopes, state="st", code_challenge="ch",
+                                  prompt=authorization.prompt)
+        query = parse_qs(urlsplit(url).query)
+        assert query.get("prompt") == ([sent] if sent else None), url
+        assert "login_hint" not in query and "domain_hint" not in query

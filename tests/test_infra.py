@@ -163,7 +163,12 @@ def test_every_parameter_in_parameters_file_is_a_param_of_main_bicep() -> None:
 def test_main_bicep_params_without_default_are_in_parameters_file() -> None:
     parameters = json.loads(PARAMETERS_FILE.read_text(encoding="utf-8"))["parameters"]
     without_default = {name for name, rest in bicep_params(MAIN_BICEP).items() if "=" not in rest}
-    assert without_default <= set(parameters), sorted(without_default - set(parameters))
+    # azd generates these itself (and keeps them in the environment): they must not be in the file.
+    generated = set(re.findall(r"type:\s*'generate'[^@]*?\}\)\s*(?:@description\([^\n]*\)\s*)?param (\w+)",
+                               code(MAIN_BICEP), re.DOTALL))
+    assert generated == {"requestStateKey"}
+    assert not generated & set(parameters)
+    assert without_default - generated <= set(parameters), sorted(without_default - generated - set(parameters))
 
 
 def test_parameters_file_maps_the_azd_environment() -> None:
@@ -308,8 +313,10 @@ def test_preauthorized_clients_and_allowed_clients_come_from_one_list() -> None:
         re.MULTILINE,
     )
     assert "preAuthorizedClientIds: clientApplicationIds" in main
-    assert "allowedClientIds: clientApplicationIds" in main
-    output = r"^output ENTRA_ALLOWED_CLIENT_IDS string = join\(clientApplicationIds, ','\)$"
+    # The server also admits agents (app-only callers), which are never pre-authorized for the scope.
+    assert re.search(r"^var serverClientIds = union\(clientApplicationIds, agentClientIds\)$", main, re.MULTILINE)
+    assert "allowedClientIds: serverClientIds" in main
+    output = r"^output ENTRA_ALLOWED_CLIENT_IDS string = join\(serverClientIds, ','\)$"
     assert re.search(output, main, re.MULTILINE)
     uses = re.findall(r"\ballowedClientApplicationIds\b", main)
     assert len(uses) == 2, "allowedClientApplicationIds is used directly instead of clientApplicationIds"
@@ -446,7 +453,7 @@ def test_bridge_client_id_reaches_preauthorization_settings_and_outputs() -> Non
     assert "[signInBridgeClientId]" in main
     assert "preAuthorizedClientIds: clientApplicationIds" in bicep_block(main, "module entraApp")
     settings_module = bicep_block(main, "module appSettings")
-    assert "allowedClientIds: clientApplicationIds" in settings_module
+    assert "allowedClientIds: serverClientIds" in settings_module
     assert "bridgeClientId: signInBridgeClientId" in settings_module
     # Empty when the bridge is off.
     assert re.search(r"^output ENTRA_BRIDGE_CLIENT_ID string = signInBridgeClientId$", main, re.MULTILINE)
@@ -858,3 +865,46 @@ def test_bicep_build_and_lint() -> None:
         if "BCP192" in output:
             pytest.skip("the Microsoft Graph Bicep extension cannot be restored here (no registry access)")
         assert result.returncode == 0, f"{' '.join(command[:3])} failed:\n{output[-4000:]}"
+
+
+# --- agents as callers (app roles) --------------------------------------------------------------
+
+
+def test_the_api_app_defines_an_application_only_app_role_and_assigns_it_to_listed_agents() -> None:
+    entra = code(ENTRA_APP_BICEP)
+    roles = bicep_block(entra, "appRoles: [")
+    assert "value: toolsExecuteAllRole" in roles and "isEnabled: true" in roles
+    assert re.search(r"allowedMemberTypes:\s*\[\s*'Application'\s*\]", roles), "the role is for applications only"
+    assert "var toolsExecuteAllRole = 'Tools.Execute.All'" in entra
+    assert re.search(r"^param agentServicePrincipalIds array = \[\]$", entra, re.MULTILINE)
+    assignment = bicep_block(entra, "resource agentRoleAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0'")
+    assert "for agent in agentServicePrincipalIds" in assignment
+    assert "appRoleId: toolsExecuteAllRoleId" in assignment and "resourceId: servicePrincipal.id" in assignment
+    main = code(MAIN_BICEP)
+    assert re.search(r"^param agentServicePrincipalIds array = \[\]$", main, re.MULTILINE)
+    assert re.search(r"^param agentClientIds array = \[\]$", main, re.MULTILINE)
+    assert "agentServicePrincipalIds: agentServicePrincipalIds" in bicep_block(main, "module entraApp")
+    # Agents join the server's allow-list, never the delegated scope's pre-authorization.
+    assert "agentClientIds" not in bicep_block(main, "module entraApp")
+
+
+def test_the_app_roles_reach_mcp_app_roles() -> None:
+    settings = code(APP_SETTINGS_BICEP)
+    assert re.search(r"MCP_APP_ROLES:\s*join\(appRoles,\s*','\)", settings)
+    assert "appRoles: entraApp.outputs.appRoles" in bicep_block(code(MAIN_BICEP), "module appSettings")
+    assert re.search(r"^output appRoles array = \[toolsExecuteAllRole\]$", code(ENTRA_APP_BICEP), re.MULTILINE)
+    assert "MCP_APP_ROLES" in KNOWN_SETTINGS
+
+
+def test_the_signing_key_is_generated_once_by_azd_and_kept() -> None:
+    # A key new on every deployment would strand every dynamically registered client and consent cookie.
+    from shared.settings import decode_key
+
+    main = code(MAIN_BICEP)
+    declaration = re.search(r"@metadata\(\{\s*azd:\s*\{\s*type:\s*'generate'\s*config:\s*\{\s*length:\s*(\d+)"
+                            r"\s*noSpecial:\s*true\s*\}\s*\}\s*\}\)\s*@description\([^\n]*\)\s*"
+                            r"param requestStateKey string$", main, re.MULTILINE)
+    assert declaration, "requestStateKey must be azd-generated (no Bicep default)"
+    length = int(declaration.group(1))
+    assert length % 4 == 0 and len(decode_key("A" * length)) >= 32  # letters and digits are valid base64
+    assert "newGuid(" not in main

@@ -24,15 +24,18 @@ MAX_STATE_LENGTH = 2048
 
 # What the consent form carries back (and nothing else is forwarded).
 AUTHORIZE_PARAMETERS = ("response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge",
-                        "code_challenge_method", "resource")
+                        "code_challenge_method", "resource", "prompt")
+# OIDC prompt values passed on to Entra (switching accounts, forcing a sign-in); anything else is dropped.
+PROMPTS = frozenset({"login", "select_account", "consent", "none"})
 
 
 class NoRedirect(Exception):
     """The request cannot be answered by a redirect: show ``message`` on an error page."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, unknown_client: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.unknown_client = unknown_client
 
 
 class RedirectError(Exception):
@@ -53,10 +56,11 @@ class Authorization:
     state: str | None
     code_challenge: str
     scopes: tuple[str, ...]
+    prompt: str | None = None
 
 
 def entra_authorize_url(endpoint: str, *, client_id: str, callback_uri: str, scopes: tuple[str, ...], state: str,
-                        code_challenge: str) -> str:
+                        code_challenge: str, prompt: str | None = None) -> str:
     """Entra's authorize URL for one bridged sign-in: the bridge's client and callback, no ``resource``."""
     return endpoint + "?" + urlencode({
         "client_id": client_id,
@@ -67,6 +71,7 @@ def entra_authorize_url(endpoint: str, *, client_id: str, callback_uri: str, sco
         "code_challenge": code_challenge,
         "code_challenge_method": "S256",
         "response_mode": "query",
+        **({"prompt": prompt} if prompt else {}),
     })
 
 
@@ -84,7 +89,8 @@ def check_authorization(
     try:
         client = resolve_client(client_id)
     except ClientError as exc:
-        raise NoRedirect(f"This server does not know the app that started the sign-in: {exc.description}.") from None
+        raise NoRedirect(f"This server does not know the app that started the sign-in: {exc.description}.",
+                         unknown_client=True) from None
     redirect_uri = params.get("redirect_uri", "")
     if not redirect_uri:
         raise NoRedirect("The request has no redirect_uri.")
@@ -116,8 +122,9 @@ def check_authorization(
         entra_scopes = scopes.to_entra(params.get("scope"))
     except ScopeError as exc:
         raise refuse("invalid_scope", str(exc)) from None
+    prompt = params.get("prompt")
     return Authorization(client=client, redirect_uri=redirect_uri, state=state, code_challenge=challenge,
-                         scopes=entra_scopes)
+                         scopes=entra_scopes, prompt=prompt if prompt in PROMPTS else None)
 
 
 def with_query(uri: str, params: Mapping[str, str]) -> str:

@@ -130,6 +130,10 @@ class SignInBridge:
                                                 scopes=self._scopes)
         except NoRedirect as exc:
             log.warning("Sign-in bridge: authorize request shown an error page: %s", exc.message)
+            if decision is None and _wants_json(request) and exc.unknown_client:
+                # mcp-remote probes /authorize for JSON before opening a browser, and registers again on
+                # invalid_client (a client ID sealed with an older key, or by another deployment).
+                return _json(401, {"error": "invalid_client", "error_description": exc.message})
             return pages.error_page(400, exc.message)
         except RedirectError as exc:
             log.warning("Sign-in bridge: authorize request refused: %s", exc.error)
@@ -172,6 +176,7 @@ class SignInBridge:
             self._entra_authorize, client_id=self._client_id, callback_uri=issuer + metadata.CALLBACK_PATH,
             scopes=authorization.scopes, state=self._binding.seal(flight),
             code_challenge=self._binding.entra_challenge(client_id, redirect_uri, authorization.code_challenge),
+            prompt=authorization.prompt,
         )
 
     def handle_callback(self, request: HttpRequest) -> HttpResponse:
@@ -239,6 +244,11 @@ class SignInBridge:
 def _describe(client: Client) -> str:
     """A log-safe name for a client: its metadata host, or just 'a registered client' (names are client text)."""
     return f"client from {client.vouched_by}" if client.vouched_by else "a registered client"
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    return "application/json" in accept and "text/html" not in accept
 
 
 def _media_type(request: HttpRequest) -> str:
