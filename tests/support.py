@@ -95,11 +95,7 @@ def private_server(
     if fetcher is not None:
         options["fetch_json"] = fetcher
     keys = JwksCache(settings.openid_configuration_url, **options)
-    validator = TokenValidator(
-        tenant_id=settings.tenant_id, audience=settings.client_id, issuer=settings.issuer,
-        allowed_client_ids=settings.allowed_client_ids, required_scopes=settings.required_scopes, keys=keys,
-        app_roles=settings.app_roles,
-    )
+    validator = TokenValidator.from_settings(settings, keys=keys)
     return McpServer(settings, registry or forker_tools, validator=validator), keys
 
 

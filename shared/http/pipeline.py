@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from shared.entra import prm
-from shared.entra.keys import JwksCache
 from shared.entra.tokens import KeysUnavailableError, Principal, Refusal, TokenError, TokenValidator
 from shared.features.completions import CompletionRegistry
 from shared.features.prompts import PromptRegistry
@@ -84,15 +83,7 @@ class McpServer:
             resources=resources, prompts=prompts, completions=completions,
             request_state=RequestStateCodec(settings.request_state_key),
         )
-        self.validator = validator or TokenValidator(
-            tenant_id=settings.tenant_id,
-            audience=settings.client_id,
-            issuer=settings.issuer,
-            allowed_client_ids=settings.allowed_client_ids,
-            required_scopes=settings.required_scopes,
-            app_roles=settings.app_roles,
-            keys=JwksCache(settings.openid_configuration_url),
-        )
+        self.validator = validator or TokenValidator.from_settings(settings)
         self._downstream = downstream
         self._name = name
         # The sign-in bridge (ENTRA_BRIDGE_CLIENT_ID): this app's origin becomes the authorization server clients
