@@ -352,9 +352,14 @@ def is_loopback_host(host: str) -> bool:
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    # ::ffff:127.0.0.1 is an IPv4 address in IPv6 clothing, not a loopback Host any client uses; Python 3.13
+    # counts it as loopback, 3.11 does not. Refused on every version.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return False
+    return address.is_loopback
 
 
 def _strip_port(host: str) -> str:

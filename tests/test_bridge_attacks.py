@@ -679,7 +679,12 @@ def test_registration_bodies_that_crash_the_bridge_get_invalid_client_metadata(s
     lines 182-187: also catch RecursionError (or parse with a depth-limited decoder) and answer
     invalid_client_metadata."""
     response = server.handle_register(post(REGISTER, body, content_type="application/json"))
-    assert_oauth_error(response, 400, "invalid_client_metadata")
+    assert response.status == 400, (response.status, response.body[:200])
+    # Python 3.13's json parses 5000 levels where 3.11's raises RecursionError: the nested redirect_uris are then
+    # refused for what they are. Either way an RFC 7591 error, never a 500.
+    expected = ("invalid_client_metadata", "invalid_redirect_uri") if b"[" * 100 in body else (
+        "invalid_client_metadata",)
+    assert json.loads(response.body)["error"] in expected
 
 
 def test_registration_refuses_wrong_media_types_and_oversized_bodies(server: McpServer) -> None:
