@@ -48,7 +48,7 @@ def authorize(req: func.HttpRequest) -> func.HttpResponse:
     return serve(server.handle_authorize, req)
 
 
-@app.route(route="oauth/callback", methods=["GET"])
+@app.route(route="oauth/entra-callback", methods=["GET"])
 def sign_in_callback(req: func.HttpRequest) -> func.HttpResponse:
     return serve(server.handle_sign_in_callback, req)
 

@@ -49,7 +49,7 @@ def bridged_server(fake: FakeEntra, **extra: str) -> McpServer:
 
 
 # The bridge's Entra redirect URIs: its own callback (loopback: any port, as on the real app registration).
-BRIDGE_CALLBACKS = ("http://127.0.0.1/oauth/callback", "http://localhost/oauth/callback")
+BRIDGE_CALLBACKS = ("http://127.0.0.1/oauth/entra-callback", "http://localhost/oauth/entra-callback")
 
 
 def register_bridge_app(fake: FakeEntra) -> None:
@@ -171,7 +171,7 @@ class Browser:
         assert response.status_code == 302, (response.status_code, response.text[:500])
         location = response.headers["Location"]
         bridge = urlsplit(authorization_url)
-        callback = f"{bridge.scheme}://{bridge.netloc}/oauth/callback"
+        callback = f"{bridge.scheme}://{bridge.netloc}/oauth/entra-callback"
         # Entra (signed in already, consent granted) answers at once; the bridge's callback passes the code on.
         for _ in range(3):
             if not location.startswith((self.fake.authority, callback)):

@@ -251,7 +251,7 @@ def test_token_requests_are_rewritten_for_entra(entra: FakeEntra) -> None:
     bound_verifier = sent.pop("code_verifier")
     assert sent == {"client_id": BRIDGE_CLIENT_ID, "grant_type": "authorization_code",
                     "scope": f"{entra.app_id_uri}/user_impersonation offline_access", "code": "the-code",
-                    "redirect_uri": BASE + "/oauth/callback"}
+                    "redirect_uri": BASE + "/oauth/entra-callback"}
     # Not the client's verifier: one bound to this client and redirect URI (shared.bridge.binding).
     assert bound_verifier != "v" * 43 and len(bound_verifier) == 43
 
@@ -296,23 +296,23 @@ def test_the_authorize_redirect_to_entra(entra: FakeEntra) -> None:
     sent = {k: v[0] for k, v in parse_qs(location.query).items()}
     state, challenge = sent.pop("state"), sent.pop("code_challenge")
     assert sent == {"client_id": BRIDGE_CLIENT_ID, "response_type": "code",
-                    "redirect_uri": BASE + "/oauth/callback",
+                    "redirect_uri": BASE + "/oauth/entra-callback",
                     "scope": f"{entra.app_id_uri}/user_impersonation offline_access",
                     "code_challenge_method": "S256", "response_mode": "query"}
     assert challenge != "c" * 43 and state != "s1"  # both bound by the bridge
 
     # Entra's answer comes back to the callback: to the client only in the browser that consented.
-    callback = "/oauth/callback?" + urlencode({"code": "the-code", "state": state})
+    callback = "/oauth/entra-callback?" + urlencode({"code": "the-code", "state": state})
     other_browser = server.handle_sign_in_callback(get(callback))
     assert other_browser.status == 403 and "Location" not in other_browser.headers
     cookie = response.headers["Set-Cookie"].split(";", 1)[0]
     forwarded = server.handle_sign_in_callback(get(callback, cookie=cookie))
     assert forwarded.status == 302
     assert forwarded.headers["Location"] == "http://127.0.0.1:4000/callback?code=the-code&state=s1"
-    tampered = server.handle_sign_in_callback(get("/oauth/callback?" + urlencode(
+    tampered = server.handle_sign_in_callback(get("/oauth/entra-callback?" + urlencode(
         {"code": "c", "state": state[:-2] + "xx"}), cookie=cookie))
     assert tampered.status == 400 and "Location" not in tampered.headers
-    denied = server.handle_sign_in_callback(get("/oauth/callback?" + urlencode(
+    denied = server.handle_sign_in_callback(get("/oauth/entra-callback?" + urlencode(
         {"error": "access_denied", "error_description": "AADSTS65004: declined", "state": state}), cookie=cookie))
     assert denied.headers["Location"].startswith("http://127.0.0.1:4000/callback?error=access_denied&")
 

@@ -207,9 +207,9 @@ def sign_in(server: McpServer, fake: FakeEntra, client_id: str, redirect_uri: st
     assert location.startswith(fake.authority), location
     back = entra_get(fake, location)
     # Entra returns to the bridge's callback, which passes the code on in the browser that consented.
-    assert back.startswith(ISSUER + "/oauth/callback?"), back
+    assert back.startswith(ISSUER + "/oauth/entra-callback?"), back
     query = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
-    forwarded = server.handle_sign_in_callback(get("/oauth/callback", query, headers={"cookie": cookie}))
+    forwarded = server.handle_sign_in_callback(get("/oauth/entra-callback", query, headers={"cookie": cookie}))
     back = header(forwarded, "location") or ""
     assert forwarded.status == 302 and back.startswith(redirect_uri), (forwarded.status, back)
     query = parse_qs(urlsplit(back).query)
@@ -1357,7 +1357,7 @@ def test_consent_cannot_be_bypassed_by_sending_the_victim_straight_to_entra(entr
     is in the bridge's Location header; it can also be written by hand: the bridge's client ID is public). A victim
     signed in to Entra who opens it is sent, silently, to claude.ai's callback with a code and the attacker's state;
     claude.ai redeems it at /oauth/token for the attacker's connector, which now acts as the victim. Fix: make the
-    bridge the only redirect URI of its Entra app ({origin}/oauth/callback; infra/modules/entra-bridge-app.bicep
+    bridge the only redirect URI of its Entra app ({origin}/oauth/entra-callback; infra/modules/entra-bridge-app.bicep
     redirectUris and shared/settings.py DEFAULT_BRIDGE_REDIRECT_URIS line 25) and send Entra a sealed state carrying
     the client, its redirect URI and state and the consenting browser's cookie nonce (bridge.py lines 130-158,
     authorize.py entra_url); the new callback refuses (403) unless the __Host- cookie's nonce matches, then

@@ -2,7 +2,7 @@
 
 What scripted HTTP cannot show: that a real browser keeps the ``__Host-`` cookie on ``http://localhost`` and
 ``http://127.0.0.1`` (``func start``), sends the consent form with an Origin the bridge accepts, carries the
-cookie back to ``/oauth/callback`` after Entra, and does *not* send it with a form posted from another site.
+cookie back to ``/oauth/entra-callback`` after Entra, and does *not* send it with a form posted from another site.
 Chromium and ChromeDriver come from Debian (``.ci/run`` installs them in CI); without them these tests skip
 locally and fail in CI. The fake Entra ID's throwaway CA is not in Chromium's store, so only this test browser
 is told to accept its certificate; the product's own TLS checks are untouched.
@@ -204,9 +204,9 @@ def test_a_link_to_entra_made_in_another_browser_stops_at_the_bridge(
     victim = browsers()
     victim.get(entra_link)  # signed in to Entra already: Entra answers at once, to the bridge's callback
     deadline = time.monotonic() + WAIT_SECONDS
-    while "/oauth/callback" not in victim.current_url and time.monotonic() < deadline:
+    while "/oauth/entra-callback" not in victim.current_url and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert urlsplit(victim.current_url).path == "/oauth/callback"
+    assert urlsplit(victim.current_url).path == "/oauth/entra-callback"
     assert "not started in this browser" in victim.page_source
     assert client_callback.received == []  # no code reached any client
 

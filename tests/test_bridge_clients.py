@@ -105,12 +105,12 @@ def test_python_sdk_signs_in_with_a_metadata_document(
     # client's own), no resource.
     [authorize] = entra.authorize_requests
     assert authorize["client_id"] == BRIDGE_CLIENT_ID
-    assert authorize["redirect_uri"] == bridged.url + "/oauth/callback"
+    assert authorize["redirect_uri"] == bridged.url + "/oauth/entra-callback"
     assert "resource" not in authorize and authorize["code_challenge_method"] == "S256"
     assert "offline_access" in authorize["scope"].split()
     redemption = [r for r in entra.token_requests if r.get("grant_type") == "authorization_code"]
     assert len(redemption) == 1 and redemption[0]["client_id"] == BRIDGE_CLIENT_ID
-    assert redemption[0]["redirect_uri"] == bridged.url + "/oauth/callback"
+    assert redemption[0]["redirect_uri"] == bridged.url + "/oauth/entra-callback"
     assert "resource" not in redemption[0]
     assert storage.tokens is not None and storage.tokens.refresh_token
     assert storage.client is not None and storage.client.client_id == metadata_url

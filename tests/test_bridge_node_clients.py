@@ -198,7 +198,7 @@ def _assert_entra_saw_the_bridge(entra: FakeEntra, bridge: FunctionsHarness, cli
     """What reached Entra: the bridge's client ID and callback, no resource, and in place of the client's own
     state and PKCE challenge (``client_request``, the query of the client's /oauth/authorize URL) the bridge's
     bindings of them."""
-    callback = bridge.url + "/oauth/callback"
+    callback = bridge.url + "/oauth/entra-callback"
     [authorize] = entra.authorize_requests
     assert authorize["client_id"] == BRIDGE_CLIENT_ID and authorize["redirect_uri"] == callback
     assert "resource" not in authorize and authorize["code_challenge_method"] == "S256"

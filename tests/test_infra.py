@@ -406,7 +406,16 @@ def test_the_bridge_app_redirects_only_to_the_bridges_callback() -> None:
     assert bridge_redirect_uris() == ["${publicBaseUrl}${callbackPath}", "http://localhost${callbackPath}",
                                       "http://127.0.0.1${callbackPath}"]
     assert re.search(r"publicClient:\s*\{\s*redirectUris:\s*redirectUris\s*\}", text)
-    assert not set(DEFAULT_BRIDGE_REDIRECT_URIS) & set(bridge_redirect_uris())
+    # As Entra compares them (loopback: any port), none of the bridge's redirect URIs is one an MCP client uses:
+    # otherwise a link to Entra with this client ID could deliver a code straight to that client.
+    from shared.bridge.redirects import redirect_matches
+
+    registered = [uri.replace("${callbackPath}", CALLBACK_PATH).replace("${publicBaseUrl}", "https://app.example")
+                  for uri in bridge_redirect_uris()]
+    for client_uri in DEFAULT_BRIDGE_REDIRECT_URIS:
+        for port in ("", ":6274", ":33418"):
+            concrete = client_uri.replace("localhost/", f"localhost{port}/").replace("127.0.0.1/", f"127.0.0.1{port}/")
+            assert not any(redirect_matches(entra_uri, concrete) for entra_uri in registered), concrete
     assert "publicBaseUrl: publicBaseUrl" in bicep_block(code(MAIN_BICEP), "module signInBridge")
 
 
@@ -415,7 +424,9 @@ def test_bridge_app_is_a_single_tenant_public_client_without_credentials() -> No
     assert len(re.findall(r"'Microsoft\.Graph/applications@v1\.0'", text)) == 1
     assert "'Microsoft.Graph/servicePrincipals@v1.0'" in text
     assert "signInAudience: 'AzureADMyOrg'" in text
-    assert re.search(r"isFallbackPublicClient:\s*true\b", text)
+    # Not a "public client flows" app: that would allow device-code and password sign-in with this
+    # pre-authorized client ID. The code flow is public through publicClient.redirectUris alone.
+    assert re.search(r"isFallbackPublicClient:\s*false\b", text)
     for absent in ("passwordCredentials", "keyCredentials", "federatedIdentityCredentials", "web:", "spa:",
                    "identifierUris", "api:", "newGuid("):
         assert absent not in text, f"the bridge app must not have {absent}"

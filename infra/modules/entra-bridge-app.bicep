@@ -3,7 +3,7 @@
 // clients and forwards /authorize and /token to Entra with this client ID and without the
 // RFC 8707 `resource` parameter, which Entra rejects unless it is an identifier URI of the API
 // app (AADSTS9010010), and `https://` identifier URIs need a verified domain.
-// Entra sends the user back to the bridge's own callback (/oauth/callback), which passes the code
+// Entra sends the user back to the bridge's own callback (/oauth/entra-callback), which passes the code
 // on to the MCP client only in the browser that consented (shared/bridge/binding.py): the clients'
 // redirect URIs are never registered here, so a link to Entra with this public client ID cannot
 // deliver a code anywhere else. This app does not reference the API app (that would be a cycle):
@@ -25,14 +25,15 @@ param tags array = []
 @description('Service management reference (e.g. a Service Tree ID) required by some tenants\' app management policy; empty to leave it unset.')
 param serviceManagementReference string = ''
 
-@description('Public https:// origin of the function app (custom domain or Azure host name); the bridge\'s callback is {publicBaseUrl}/oauth/callback.')
+@description('Public https:// origin of the function app (custom domain or Azure host name); the bridge\'s callback is {publicBaseUrl}/oauth/entra-callback.')
 param publicBaseUrl string
 
 // The bridge's callback, deployed and under `func start`. Entra ignores the port of a loopback
 // redirect URI of a public client, so the loopback entries carry none (func start listens on 7071).
-// They are safe in production too: a code sent to them reaches only the user's own machine, where a
-// locally running bridge checks its own cookie before passing it on.
-var callbackPath = '/oauth/callback'
+// The path is the bridge's alone: no MCP client listens on /oauth/entra-callback (theirs are
+// /callback, /oauth/callback, ...), so a code Entra sends to a loopback entry reaches only a bridge
+// running on the user's own machine, which checks its own cookie before passing it on.
+var callbackPath = '/oauth/entra-callback'
 var redirectUris = [
   '${publicBaseUrl}${callbackPath}'
   'http://localhost${callbackPath}'
@@ -52,9 +53,11 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
   owners: {
     relationships: empty(ownerPrincipalId) ? [] : [ownerPrincipalId]
   }
-  // A public client: authorization code + PKCE, no client credential. Deliberately no
-  // passwordCredentials, keyCredentials, web or spa platform.
-  isFallbackPublicClient: true
+  // A public client through its redirect URIs (the "Mobile and desktop" platform): authorization code
+  // + PKCE, no client credential. Deliberately no passwordCredentials, keyCredentials, web or spa
+  // platform. And "Allow public client flows" off: that switch would also open device-code and
+  // password sign-in for this pre-authorized client ID, a phishing route the code flow never needs.
+  isFallbackPublicClient: false
   publicClient: {
     redirectUris: redirectUris
   }

@@ -26,7 +26,7 @@ from shared.bridge.binding import Flight, SignInBinding, nonce_digest
 from shared.bridge.browser import BrowserState
 from shared.bridge.clients import Client, ClientError
 from shared.bridge.metadata_documents import MetadataDocuments, is_metadata_document_id
-from shared.bridge.redirects import is_deliverable
+from shared.bridge.redirects import is_deliverable, is_loopback_redirect
 from shared.bridge.registration import RegistrationError, Registrations, is_registered_id
 from shared.bridge.scopes import ScopeMap
 from shared.bridge.signing import Signer
@@ -143,7 +143,10 @@ class SignInBridge:
         fields = {k: params[k] for k in AUTHORIZE_PARAMETERS if k in params}
 
         if decision is None:
-            if browser.has_consented(client.client_id, redirect_uri):
+            # Remembered consent skips the page only for a loopback redirect URI (the code goes back to the
+            # user's own machine). A hosted callback gets the page every time: otherwise any site could open
+            # this URL with its own state and challenge and have the browser carried silently to that client.
+            if browser.has_consented(client.client_id, redirect_uri) and is_loopback_redirect(redirect_uri):
                 log.info("Sign-in bridge: %s sent to Entra (consent remembered)", _describe(client))
                 return _redirect(self._to_entra(authorization, browser, issuer))
             token = browser.form_token(self._form_signer, fields)

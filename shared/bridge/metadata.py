@@ -8,7 +8,7 @@ from typing import Any
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"
-CALLBACK_PATH = "/oauth/callback"  # Entra's redirect URI for the bridge's public client; not a client endpoint
+CALLBACK_PATH = "/oauth/entra-callback"  # Entra's redirect URI for the bridge; unlike any MCP client's redirect URI
 REGISTER_PATH = "/oauth/register"
 
 
