@@ -17,7 +17,6 @@ from shared.bridge.signing import Signer
 
 CLIENT_ID_PREFIX = "mcp-dcr."
 MAX_REDIRECT_URIS = 10
-MAX_NAME_LENGTH = 100
 _SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token"})
 
 
